@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11, no GPU needed):
+#   make demo   - create .venv, install burnscope, run the burn-triage app on sample_data/
+#   make test   - same environment, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARCH   := $(shell uname -m)
+# torch/torchvision pairs that install from this kind of machine's local wheel store (x86_64)
+# or as CPU builds (aarch64); open_clip and timm need torchvision.
+ifeq ($(ARCH),aarch64)
+TORCH_PINS := torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+endif
+
+.PHONY: demo test bench venv system-deps clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.cfg
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+# Debian tools the integration tests use (DICOM validators, a PACS). Skipped without root/apt.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  need=""; for p in dcmtk dicom3tools orthanc orthanc-dicomweb; do \
+	    dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	  if [ -n "$$need" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; fi; \
+	else echo "system-deps: not root or no apt-get; tests that need dcmtk/dicom3tools/orthanc will be skipped"; fi
+
+demo: venv
+	$(BIN)/burnscope run burn-triage -i sample_data -o out/demo
+
+test: venv system-deps
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/burnscope bench burn-triage -i sample_data --repeat 5 --json out/bench-burn-triage.json
+
+clean:
+	rm -rf out build *.egg-info

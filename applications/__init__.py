@@ -1,0 +1,1 @@
+"""burnscope.applications: Holoscan applications (one folder each) and the ``burnscope`` CLI."""

@@ -1,0 +1,47 @@
+"""The ``burnscope`` command line.
+
+Each area of the project registers its own commands from a ``cmd_*`` module, so the CLI grows
+without one file owning everything::
+
+    cmd_core      info, run, bench burn-triage
+    cmd_dicom     inspect, wrap-photo
+    cmd_engines   export-onnx, quantize, build-engine, bench engines
+    cmd_clinical  decide, train-head, evaluate
+    cmd_reports   outbox status|retry|purge-delivered
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="burnscope",
+    help="Burn imaging on NVIDIA Holoscan: DICOM in, BiomedCLIP, burn depth, decision support, reports out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+#: `burnscope bench <target>`; shared by cmd_core (burn-triage) and cmd_engines (engines).
+bench_app = typer.Typer(help="Headless benchmarks: latency percentiles, images/s, memory.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+_COMMAND_MODULES = ("cmd_core", "cmd_dicom", "cmd_engines", "cmd_clinical", "cmd_reports")
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"burnscope.applications.{_name}").register(app, bench_app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``burnscope`` console script."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:  # typer exits; keep the code for callers and tests
+        return int(exc.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
