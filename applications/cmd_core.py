@@ -1,9 +1,203 @@
-"""CLI commands of one area (see burnscope.applications.cli)."""
+"""CLI commands of the core applications: ``info``, ``run``, ``bench burn-triage``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+APPLICATIONS = ("burn-triage",)
+
+
+def info(
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="BiomedCLIP weights (file or folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Versions, GPU and TensorRT availability, and which model weights are in use."""
+    from burnscope.applications.environment import collect
+
+    facts = collect(model)
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    table = Table(title="burnscope environment", show_header=False)
+    table.add_row("burnscope", str(facts["burnscope"]))
+    table.add_row("python", f"{facts['python']} ({facts['platform']}, {facts['cpu_count']} CPUs)")
+    for name, version in facts["libraries"].items():
+        table.add_row(name, version or "[red]not installed[/red]")
+    gpu = facts["gpu"]
+    table.add_row("GPU usable", f"{'yes: ' + gpu.get('name', '') if gpu['usable'] else 'no (CPU paths)'}"
+                  f"  cupy={gpu['cupy_usable']} torch.cuda={gpu['torch_cuda_usable']}")
+    trt = facts["tensorrt"]
+    table.add_row("TensorRT", trt.get("version") if trt["importable"] else f"not importable ({trt['error'][:60]})")
+    m = facts["model"]
+    if m.get("error"):
+        table.add_row("model weights", f"[red]{m['error']}[/red]")
+    else:
+        table.add_row("model weights", m["weights"] or f"[bold yellow]{m['note']}[/bold yellow]")
+    console.print(table)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """One clear error line and a non-zero exit."""
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _prepare(app_name: str, input_path: Path, config: Optional[Path], overrides: dict) -> dict:
+    """Validate the options that need no model; return the merged settings."""
+    from burnscope.applications.burn_triage.settings import SettingsError, load_settings
+
+    if app_name not in APPLICATIONS:
+        _fail(f"unknown application {app_name!r}; available: {', '.join(APPLICATIONS)}")
+    if not input_path.exists():
+        _fail(f"input not found: {input_path}")
+    if input_path.is_dir() and not any(p.is_file() for p in input_path.rglob("*")):
+        _fail(f"input folder is empty: {input_path}")
+    try:
+        return load_settings(config, overrides)
+    except SettingsError as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+def _overrides(backend, precision, device, batch_size, scheduler) -> dict:
+    return {
+        "inference": {"backend": backend, "precision": precision, "device": device},
+        "preprocess": {"device": device},
+        "source": {"batch_size": batch_size},
+        "scheduler": {"kind": scheduler},
+    }
+
+
+def _load_components(settings: dict, model: Optional[str]):
+    from burnscope.applications.burn_triage.app import build_components
+
+    with console.status("Loading BiomedCLIP and preparing the engine (first run exports/caches it)..."):
+        try:
+            return build_components(settings, model=model)
+        except (FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _print_summary(summary: dict) -> None:
+    from burnscope.operators.messages import DEMO_BANNER
+
+    model = summary["model"]
+    if model["demo"]:
+        console.print(f"[bold black on yellow] {DEMO_BANNER} [/bold black on yellow]")
+    table = Table(title="burn-triage summary")
+    table.add_column("item")
+    table.add_column("count", justify="right")
+    table.add_row("files", str(summary["files"]))
+    table.add_row("images processed", str(summary["images"]))
+    table.add_row("reports written", str(summary["reports"]))
+    for label, count in summary["findings"].items():
+        table.add_row(f"  finding: {label}", str(count))
+    table.add_row("errors", str(summary["errors"]))
+    for reason, count in summary["error_reasons"].items():
+        table.add_row(f"  error: {reason}", str(count))
+    console.print(table)
+    console.print(
+        f"model: {model['name']} · weights: {model['weights']} · backend: {model['backend']} "
+        f"({model['precision']}, {model['device']}) · {summary['wall_s']:.1f} s", highlight=False
+    )
+    if summary.get("output_dir"):
+        console.print(f"reports in {summary['output_dir']}", highlight=False)
+
+
+APP_ARG = typer.Argument(..., metavar="APP", help="Application to run: burn-triage.")
+INPUT_OPT = typer.Option(..., "-i", "--input", help="DICOM folder (recursive) or file.")
+MODEL_OPT = typer.Option(None, "-m", "--model", help="BiomedCLIP weights (file or folder); else HOLOSCAN_MODEL_PATH, the HF cache, or the demo model.")
+BACKEND_OPT = typer.Option(None, "--backend", help="onnxruntime | torch | tensorrt (default from config: onnxruntime).")
+PRECISION_OPT = typer.Option(None, "--precision", help="fp32 | fp16 | bf16 | int8 (backend-dependent).")
+DEVICE_OPT = typer.Option(None, "--device", help="auto | cpu | gpu.")
+BATCH_OPT = typer.Option(None, "--batch-size", help="Images per message.")
+SCHED_OPT = typer.Option(None, "--scheduler", help="greedy | event_based.")
+CONFIG_OPT = typer.Option(None, "-c", "--config", help="YAML overriding applications/burn_triage/config.yaml.")
+
+
+def run(
+    app_name: str = APP_ARG,
+    input_path: Path = INPUT_OPT,
+    output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the reports."),
+    model: Optional[str] = MODEL_OPT,
+    backend: Optional[str] = BACKEND_OPT,
+    precision: Optional[str] = PRECISION_OPT,
+    device: Optional[str] = DEVICE_OPT,
+    batch_size: Optional[int] = BATCH_OPT,
+    scheduler: Optional[str] = SCHED_OPT,
+    config: Optional[Path] = CONFIG_OPT,
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Run an application on a folder of DICOM images and write a report per image."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from burnscope.applications.burn_triage.runner import run_triage, write_json
+
+    settings = _prepare(app_name, input_path, config, _overrides(backend, precision, device, batch_size, scheduler))
+    components = _load_components(settings, model)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(TextColumn("files"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=quiet or input_path.is_file())
+    task = progress.add_task("files", total=None)
+
+    def on_progress(done: int, total: int, _result) -> None:
+        progress.update(task, completed=done, total=total)
+
+    with progress:
+        summary = run_triage(settings, input_path, output_dir, components, on_progress=on_progress)
+    write_json(summary, output_dir / "summary.json")
+    _print_summary(summary)
+    if summary["reports"] == 0:
+        _fail("no image could be processed", code=1)
+
+
+def bench_burn_triage(
+    input_path: Path = INPUT_OPT,
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Measured runs over the input (after one warm-up run)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
+    model: Optional[str] = MODEL_OPT,
+    backend: Optional[str] = BACKEND_OPT,
+    precision: Optional[str] = PRECISION_OPT,
+    device: Optional[str] = DEVICE_OPT,
+    batch_size: Optional[int] = typer.Option(1, "--batch-size", help="Images per message (1: per-image latency)."),
+    scheduler: Optional[str] = SCHED_OPT,
+    config: Optional[Path] = CONFIG_OPT,
+) -> None:
+    """Run burn-triage headless (reports rendered, not written): latency p50/p95/p99, images/s, peak RSS."""
+    from burnscope.applications.burn_triage.runner import bench_triage, write_json
+    from burnscope.applications.environment import gpu_status
+    from burnscope.operators.messages import DEMO_BANNER
+
+    settings = _prepare("burn-triage", input_path, config, _overrides(backend, precision, device, batch_size, scheduler))
+    components = _load_components(settings, model)
+    with console.status(f"benchmarking burn-triage ({repeat} runs after a warm-up)..."):
+        result = bench_triage(settings, input_path, components, repeat=repeat)
+    result["gpu"] = gpu_status()
+    if result["model"].get("demo"):
+        console.print(f"[bold black on yellow] {DEMO_BANNER} [/bold black on yellow]")
+    table = Table(title=f"burn-triage headless · {result['model'].get('backend')} {result['model'].get('precision')} "
+                        f"· batch {result['batch_size']} · {result['scheduler']}")
+    for col in ("images/run", "messages", "p50 ms", "p95 ms", "p99 ms", "images/s", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    lat = result["latency_ms"]
+    table.add_row(str(result["images_per_run"]), str(result["messages"]), f"{lat['p50']:.1f}", f"{lat['p95']:.1f}",
+                  f"{lat['p99']:.1f}", f"{result['images_per_s']:.2f}", f"{result['peak_rss_mb']:.0f}")
+    console.print(table)
+    if json_file is not None:
+        write_json(result, json_file)
+        console.print(f"wrote {json_file}", highlight=False)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add this module's commands to the burnscope CLI."""
+    """Add this module's commands to the ``burnscope`` CLI."""
+    app.command("info")(info)
+    app.command("run")(run)
+    bench_app.command("burn-triage")(bench_burn_triage)

@@ -61,6 +61,8 @@ def preload_cudart() -> str | None:
 
 
 if "holoscan" not in sys.modules:
+    # Holoscan's per-graph INFO lines drown the CLI's own output; HOLOSCAN_LOG_LEVEL still wins.
+    os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "WARN")
     CUDART_PATH = preload_cudart()
 else:  # pragma: no cover - someone imported holoscan before us and it worked
     CUDART_PATH = None

@@ -1,0 +1,172 @@
+"""burn-triage: a folder of DICOM images in, a clinical report per image out.
+
+The graph mirrors the product diagram::
+
+    medical_images ─images─▶ imaging ─batch─▶ biomedclip ─embeddings─▶ burn_diagnosis
+          │                                                                │ findings
+          └─errors─▶ error_records          clinical_decision_support ◀────┘
+                                                   │ decisions
+                                            report_emitter ─reports─▶ emr_integration
+
+The heavy objects (model, engine, prompt embeddings) are built once by
+:func:`build_components` and handed to the operators, so a benchmark can run the graph many
+times without reloading the model, and an integrator can reuse them in a graph of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
+from holoscan.core import Application
+from holoscan.schedulers import EventBasedScheduler, GreedyScheduler
+
+from burnscope.operators.burn_severity.operator import BurnSeverityOp
+from burnscope.operators.decision_support.operator import DecisionSupportOp
+from burnscope.operators.dicom_loader.operator import DicomFolderSourceOp
+from burnscope.operators.inference.operator import InferenceOp
+from burnscope.operators.preprocess.operator import PreprocessOp
+from burnscope.operators.report.operator import ReportEmitterOp
+from burnscope.operators.sinks.operator import ErrorSinkOp, FolderSinkOp
+
+from .counting_sink import CountingSinkOp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TriageComponents:
+    """The pure cores the graph wraps, built once (see :func:`build_components`)."""
+
+    bundle: Any  # engines.model.ModelBundle
+    engine: Any  # engines.base.Engine
+    preprocessor: Any  # operators.preprocess.core.Preprocessor
+    head: Any  # operators.burn_severity.core head
+
+    @property
+    def model_info(self):
+        return self.engine.model_info
+
+
+def build_components(settings: dict[str, Any], model: str | None = None) -> TriageComponents:
+    """Load the model, build the engine (warmed up), the preprocessor and the burn head."""
+    from burnscope.engines.base import create_engine
+    from burnscope.engines.model import load_biomedclip
+    from burnscope.operators.burn_severity.core import load_head
+    from burnscope.operators.preprocess.core import Preprocessor
+
+    inference = settings["inference"]
+    bundle = load_biomedclip(model=model, config=inference["model_config"])
+    engine = create_engine(
+        bundle,
+        backend=inference["backend"],
+        precision=inference["precision"],
+        device=inference["device"],
+        batch_sizes=sorted({1, int(settings["source"]["batch_size"])}),
+    )
+    engine.warmup()
+    preprocessor = Preprocessor.from_config(
+        bundle.preprocess_cfg, device=settings["preprocess"]["device"], dtype=settings["preprocess"]["dtype"]
+    )
+    severity = settings["burn_severity"]
+    head = load_head(bundle, severity.get("head"), abstain_threshold=float(severity["abstain_threshold"]))
+    return TriageComponents(bundle=bundle, engine=engine, preprocessor=preprocessor, head=head)
+
+
+class BurnTriageApp(Application):
+    """The burn-triage graph.
+
+    Parameters:
+        settings: merged settings (``applications/burn_triage/config.yaml`` + overrides).
+        input_path: folder (recursive) or file(s) of DICOM images.
+        output_dir: where reports and ``errors.jsonl`` go; ``None`` runs headless (reports are
+            rendered but only counted, as the benchmark does).
+        components: the cores from :func:`build_components`.
+        on_progress: ``(files_done, files_total, result)`` callback from the loader.
+    """
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        input_path: str | os.PathLike,
+        output_dir: str | os.PathLike | None,
+        components: TriageComponents,
+        on_progress: Callable[..., None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.input_path = Path(input_path)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.components = components
+        self.on_progress = on_progress
+        self.name = "burn_triage"
+        self.ops: dict[str, Any] = {}
+
+    def compose(self) -> None:
+        s = self.settings
+        c = self.components
+        source = DicomFolderSourceOp(
+            self,
+            name="medical_images",
+            input_path=self.input_path,
+            batch_size=s["source"]["batch_size"],
+            workers=s["source"]["workers"],
+            max_pixels=s["source"]["max_pixels"],
+            on_progress=self.on_progress,
+        )
+        imaging = PreprocessOp(
+            self, name="imaging", preprocessor=c.preprocessor, keep_thumbnails=s["preprocess"]["keep_thumbnails"]
+        )
+        biomedclip = InferenceOp(self, name="biomedclip", engine=c.engine)
+        diagnosis = BurnSeverityOp(self, name="burn_diagnosis", head=c.head)
+        decision = DecisionSupportOp(self, name="clinical_decision_support")
+        emitter = ReportEmitterOp(self, name="report_emitter", formats=s["report"]["formats"])
+        # The tallies feed the run summary; a headless (benchmark) run ends in them.
+        headless = self.output_dir is None
+        findings_tally = CountingSinkOp(
+            self, name="emr_integration" if headless else "findings_tally", port="reports", key=finding_label
+        )
+        errors_tally = CountingSinkOp(
+            self, name="error_records" if headless else "errors_tally", port="errors", key=lambda e: e.reason
+        )
+        if headless:
+            reports_sink, errors_sink = findings_tally, errors_tally
+        else:
+            reports_sink = FolderSinkOp(self, name="emr_integration", out_dir=self.output_dir)
+            errors_sink = ErrorSinkOp(self, name="error_records", out_dir=self.output_dir)
+            self.add_flow(emitter, findings_tally, {("reports", "reports")})
+            self.add_flow(source, errors_tally, {("errors", "errors")})
+
+        self.add_flow(source, imaging, {("images", "images")})
+        self.add_flow(source, errors_sink, {("errors", "errors")})
+        self.add_flow(imaging, biomedclip, {("batch", "batch")})
+        self.add_flow(biomedclip, diagnosis, {("embeddings", "embeddings")})
+        self.add_flow(diagnosis, decision, {("findings", "findings")})
+        self.add_flow(decision, emitter, {("decisions", "decisions")})
+        self.add_flow(emitter, reports_sink, {("reports", "reports")})
+        self.ops = {
+            op.name: op
+            for op in (source, imaging, biomedclip, diagnosis, decision, emitter, reports_sink, errors_sink)
+        }
+        self.tallies = {"findings": findings_tally, "errors": errors_tally}
+
+
+def finding_label(bundle: Any) -> str:
+    """The finding label a report bundle carries (``needs_review`` when the head abstained)."""
+    return str(bundle.report.get("finding", {}).get("label", "unknown"))
+
+
+def configure_scheduler(app: Application, settings: dict[str, Any]) -> None:
+    """Greedy (one thread) or event-based (stages overlap across ``worker_threads``)."""
+    sched = settings["scheduler"]
+    if sched["kind"] == "greedy":
+        app.scheduler(GreedyScheduler(app, name="scheduler", stop_on_deadlock=True))
+    else:
+        app.scheduler(
+            EventBasedScheduler(app, name="scheduler", worker_thread_number=int(sched["worker_threads"]), stop_on_deadlock=True)
+        )

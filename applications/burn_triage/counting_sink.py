@@ -1,0 +1,46 @@
+"""A sink that counts what reaches it and keeps nothing: the headless benchmark's end of graph."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable
+
+from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
+from holoscan.core import Operator, OperatorSpec
+
+
+class CountingSinkOp(Operator):
+    """Receives lists on one port, counts their items and tallies them by a key.
+
+    Named inputs:
+        <port>: any ``list``.
+
+    Parameters:
+        port: the input port's name (``reports`` or ``errors`` in burn-triage).
+        key: ``item -> str`` to tally by (e.g. the finding label of a report); None: no tally.
+
+    After ``app.run()``: ``count`` (items), ``messages`` (lists received), ``sizes`` (items per
+    message, in arrival order), ``labels`` (Counter).
+    """
+
+    def __init__(
+        self, fragment: Any, *args: Any, port: str = "in", key: Callable[[Any], str] | None = None, **kwargs: Any
+    ) -> None:
+        self.port = port
+        self.key = key
+        self.count = 0
+        self.messages = 0
+        self.sizes: list[int] = []
+        self.labels: Counter[str] = Counter()
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.input(self.port)
+
+    def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+        items = op_input.receive(self.port) or []
+        self.messages += 1
+        self.count += len(items)
+        self.sizes.append(len(items))
+        if self.key is not None:
+            self.labels.update(self.key(item) for item in items)

@@ -1,0 +1,166 @@
+"""The burn-triage application end to end: the full Holoscan graph on CPU, on sample_data/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from burnscope.applications.burn_triage.settings import SettingsError, load_settings
+from burnscope.applications.cli import app as cli_app
+from burnscope.operators.messages import DEMO_BANNER
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
+
+
+def _expected_counts() -> tuple[int, dict[str, str]]:
+    """Images the loader should produce (frames of accepted files) and the bad files' reasons."""
+    return MANIFEST["expected_images"], MANIFEST["expected_errors"]
+
+
+@pytest.fixture(scope="module")
+def tiny_settings():
+    # Same architecture family, small sizes: the suite stays fast. Batch 3 exercises a partial batch.
+    return load_settings(overrides={"inference": {"model_config": "biomedclip-tiny"}, "source": {"batch_size": 3}})
+
+
+@pytest.fixture(scope="module")
+def components(tiny_settings):
+    from burnscope.applications.burn_triage.app import build_components
+
+    return build_components(tiny_settings)
+
+
+@pytest.fixture(scope="module")
+def triage_run(tiny_settings, components, tmp_path_factory):
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    out = tmp_path_factory.mktemp("triage-out")
+    summary = run_triage(tiny_settings, SAMPLE, out, components)
+    return summary, out
+
+
+def test_graph_writes_a_report_per_image_and_an_error_record_per_bad_file(triage_run):
+    summary, out = triage_run
+    images, bad = _expected_counts()
+    assert summary["images"] == images
+    assert summary["reports"] == images
+    reports = sorted(out.glob("*.json"))
+    reports = [p for p in reports if p.name != "summary.json"]
+    assert len(reports) == images
+    assert len(list(out.glob("*.txt"))) == images
+    # every report names its source image, carries a finding, and is flagged demo
+    for path in reports:
+        report = json.loads(path.read_text())
+        assert report["demo_model"] is True
+        assert DEMO_BANNER in json.dumps(report, ensure_ascii=False)
+    sources = {json.loads(p.read_text())["source"]["sop_instance_uid"] for p in reports}
+    accepted_uids = {f["sop_instance_uid"] for f in MANIFEST["files"] if f["expected"] == "accepted"}
+    assert accepted_uids <= sources
+    # the non-DICOM and the corrupt file became error records with their reasons
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert summary["errors"] == len(bad) == len(errors)
+    assert {Path(e["source"]).name: e["reason"] for e in errors} == {Path(p).name: r for p, r in bad.items()}
+    assert sum(summary["findings"].values()) == images
+
+
+def test_text_reports_open_with_the_demo_banner(triage_run):
+    _, out = triage_run
+    for path in out.glob("*.txt"):
+        assert DEMO_BANNER in path.read_text().splitlines()[0] or DEMO_BANNER in path.read_text()[:200]
+
+
+def test_summary_reports_model_backend_and_demo(triage_run):
+    summary, _ = triage_run
+    assert summary["model"]["backend"] == "onnxruntime"
+    assert summary["model"]["demo"] is True
+    assert summary["warning"] == DEMO_BANNER
+
+
+def test_no_patient_identifiers_in_logs(tiny_settings, components, tmp_path, caplog):
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    caplog.set_level("DEBUG")
+    run_triage(tiny_settings, SAMPLE, tmp_path, components)
+    text = caplog.text
+    for patient in MANIFEST["patients"]:
+        for value in (patient["name"], patient["patient_id"], patient["birth_date"]):
+            assert value not in text
+            assert value.split("^")[0] not in text
+
+
+def test_headless_benchmark_reports_percentiles(tiny_settings, components):
+    from burnscope.applications.burn_triage.runner import bench_triage
+
+    settings = dict(tiny_settings, source=dict(tiny_settings["source"], batch_size=1))
+    result = bench_triage(settings, SAMPLE, components, repeat=1)
+    images, _ = _expected_counts()
+    assert result["images_per_run"] == images
+    assert result["messages"] == images  # one message per image at batch 1
+    lat = result["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert result["images_per_s"] > 0
+    assert result["peak_rss_mb"] > 0
+
+
+def test_torch_backend_gives_the_same_findings_as_onnxruntime(tiny_settings, components, triage_run, tmp_path):
+    from burnscope.applications.burn_triage.app import build_components
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    settings = load_settings(overrides={"inference": {"model_config": "biomedclip-tiny", "backend": "torch"}})
+    summary = run_triage(settings, SAMPLE, tmp_path, build_components(settings))
+    assert summary["model"]["backend"] == "torch"
+    assert summary["findings"] == triage_run[0]["findings"]
+
+
+# --- bad input: one clear line, non-zero exit, before any model is loaded -------------------
+
+runner = CliRunner()
+
+
+def test_missing_input_is_one_clear_error(tmp_path):
+    result = runner.invoke(cli_app, ["run", "burn-triage", "-i", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "input not found" in result.output
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(cli_app, ["run", "burn-triage", "-i", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "empty" in result.output
+
+
+def test_unknown_backend_is_an_error(tmp_path):
+    result = runner.invoke(cli_app, ["run", "burn-triage", "-i", str(SAMPLE), "-o", str(tmp_path), "--backend", "magic"])
+    assert result.exit_code == 2
+    assert "unknown backend 'magic'" in result.output
+
+
+def test_unknown_application_is_an_error(tmp_path):
+    result = runner.invoke(cli_app, ["run", "burn-scan", "-i", str(SAMPLE), "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown application" in result.output
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(SettingsError, match="batch_size"):
+        load_settings(overrides={"source": {"batch_size": 0}})
+    with pytest.raises(SettingsError, match="abstain_threshold"):
+        load_settings(overrides={"burn_severity": {"abstain_threshold": 1.5}})
+
+
+def test_cli_run_exits_non_zero_when_no_image_could_be_processed(tmp_path, monkeypatch):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(SAMPLE / "notes.txt", bad / "notes.txt")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("inference:\n  model_config: biomedclip-tiny\n")
+    result = runner.invoke(cli_app, ["run", "burn-triage", "-i", str(bad), "-o", str(tmp_path / "o"), "-c", str(config), "-q"])
+    assert result.exit_code == 1, result.output
+    assert "no image could be processed" in result.output
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["errors"] == 1
