@@ -164,3 +164,26 @@ def test_cli_run_exits_non_zero_when_no_image_could_be_processed(tmp_path, monke
     assert result.exit_code == 1, result.output
     assert "no image could be processed" in result.output
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["errors"] == 1
+
+
+def test_direct_pipeline_processes_the_same_images(tiny_settings, components):
+    from burnscope.applications.burn_triage.runner import run_direct
+
+    result = run_direct(tiny_settings, SAMPLE, components)
+    images, _ = _expected_counts()
+    assert result["images"] == result["reports"] == images
+    batches = -(-images // tiny_settings["source"]["batch_size"])  # ceil: the last batch is partial
+    assert len(result["latencies_ms"]) == batches
+    assert all(lat > 0 for lat in result["latencies_ms"])
+
+
+def test_cli_bench_writes_json(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("inference:\n  model_config: biomedclip-tiny\n")
+    out = tmp_path / "b.json"
+    result = runner.invoke(cli_app, ["bench", "burn-triage", "-i", str(SAMPLE), "--repeat", "1", "-c", str(config), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert {"p50", "p95", "p99"} <= set(data["latency_ms"])
+    assert data["images_per_s"] > 0 and data["direct"]["images_per_s"] > 0
+    assert data["warning"] == DEMO_BANNER and DEMO_BANNER in result.output

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
+from holoscan.conditions import PeriodicCondition
 from holoscan.core import Application
 from holoscan.schedulers import EventBasedScheduler, GreedyScheduler
 
@@ -110,8 +111,13 @@ class BurnTriageApp(Application):
     def compose(self) -> None:
         s = self.settings
         c = self.components
+        # period_ms > 0 paces the source (one batch per period) so latency is measured unloaded;
+        # 0 lets it run ahead, and latency then includes the wait in the graph's queues.
+        period_ms = float(s["source"].get("period_ms") or 0)
+        pacing = [PeriodicCondition(self, recess_period=int(period_ms * 1e6), name="pacing")] if period_ms > 0 else []
         source = DicomFolderSourceOp(
             self,
+            *pacing,
             name="medical_images",
             input_path=self.input_path,
             batch_size=s["source"]["batch_size"],
