@@ -67,6 +67,16 @@ def _prepare(app_name: str, input_path: Path, config: Optional[Path], overrides:
     raise AssertionError("unreachable")
 
 
+def _read_case(path: Path) -> dict:
+    try:
+        case = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"--case {path}: {exc}")
+    if not isinstance(case, dict):
+        _fail(f"--case {path}: expected a JSON object")
+    return case
+
+
 def _overrides(backend, precision, device, batch_size, scheduler) -> dict:
     return {
         "inference": {"backend": backend, "precision": precision, "device": device},
@@ -134,6 +144,7 @@ def run(
     batch_size: Optional[int] = BATCH_OPT,
     scheduler: Optional[str] = SCHED_OPT,
     config: Optional[Path] = CONFIG_OPT,
+    case: Optional[Path] = typer.Option(None, "--case", help="Case data (JSON, keys as in `burnscope decide`) for every image; sidecars override it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Run an application on a folder of DICOM images and write a report per image."""
@@ -141,7 +152,10 @@ def run(
 
     from burnscope.applications.burn_triage.runner import run_triage, write_json
 
-    settings = _prepare(app_name, input_path, config, _overrides(backend, precision, device, batch_size, scheduler))
+    overrides = _overrides(backend, precision, device, batch_size, scheduler)
+    if case is not None:
+        overrides["decision_support"] = {"default_case": _read_case(case)}
+    settings = _prepare(app_name, input_path, config, overrides)
     components = _load_components(settings, model)
     output_dir.mkdir(parents=True, exist_ok=True)
     progress = Progress(TextColumn("files"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -187,3 +187,30 @@ def test_cli_bench_writes_json(tmp_path):
     assert {"p50", "p95", "p99"} <= set(data["latency_ms"])
     assert data["images_per_s"] > 0 and data["direct"]["images_per_s"] > 0
     assert data["warning"] == DEMO_BANNER and DEMO_BANNER in result.output
+
+
+def test_cli_case_option_feeds_decision_support(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(SAMPLE / "study-001" / "IMG-0001.dcm", images / "IMG-0001.dcm")  # no sidecar beside it
+    case = json.loads((SAMPLE / "study-001" / "case.json").read_text())
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    config = tmp_path / "tiny.yaml"
+    config.write_text("inference:\n  model_config: biomedclip-tiny\n")
+    out = tmp_path / "out"
+    args = ["run", "burn-triage", "-i", str(images), "-o", str(out), "-c", str(config), "-q"]
+    result = runner.invoke(cli_app, args + ["--case", str(tmp_path / "case.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "IMG-0001.json").read_text())
+    support = report["decision_support"]
+    # 0.5 × 9 % (arm) + 0.25 × 18 % (anterior trunk) = 9 % TBSA: below the adult resuscitation
+    # threshold (20 %), so no fluid plan
+    assert support["tbsa_percent"] == pytest.approx(9.0)
+    assert support["parkland"] is None
+    assert "weight_kg" not in report["missing_inputs"]
+    # without --case the same image has no case data, and the report says what is missing
+    result = runner.invoke(cli_app, args[:5] + [str(tmp_path / "out2")] + args[6:])
+    assert result.exit_code == 0, result.output
+    bare = json.loads((tmp_path / "out2" / "IMG-0001.json").read_text())
+    assert bare["decision_support"]["tbsa_percent"] is None
+    assert bare["missing_inputs"]

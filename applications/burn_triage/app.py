@@ -130,7 +130,9 @@ class BurnTriageApp(Application):
         )
         biomedclip = InferenceOp(self, name="biomedclip", engine=c.engine)
         diagnosis = BurnSeverityOp(self, name="burn_diagnosis", head=c.head)
-        decision = DecisionSupportOp(self, name="clinical_decision_support")
+        decision = DecisionSupportOp(
+            self, name="clinical_decision_support", default_case=s["decision_support"].get("default_case") or {}
+        )
         emitter = ReportEmitterOp(self, name="report_emitter", formats=s["report"]["formats"])
         # The tallies feed the run summary; a headless (benchmark) run ends in them.
         headless = self.output_dir is None

@@ -197,7 +197,7 @@ def run_direct(settings: dict[str, Any], input_path: str | os.PathLike, componen
     loader = DicomLoader(max_pixels=src["max_pixels"], workers=src["workers"])
     encoder = ImageEncoder(components.engine)
     severity = BurnSeverity(components.head)
-    support = DecisionSupport(None)
+    support = DecisionSupport(settings["decision_support"].get("default_case") or {})
     emitter = ReportEmitter(settings["report"]["formats"])
     keep_thumbnails = settings["preprocess"]["keep_thumbnails"]
     latencies, images, reports = [], 0, 0
