@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole GPU side of burnscope in one command, on a machine with an NVIDIA GPU:
+#
+#   bash applications/gpu_suite.sh OUT_DIR [WHEEL_DIR]
+#
+# 1. installs burnscope (no dependency resolution; WHEEL_DIR may hold wheels of what the
+#    machine lacks, installed first without network),
+# 2. runs the GPU tests (CuPy-vs-NumPy preprocessing parity, CUDA engine tests) — they are
+#    skipped on CPU-only machines, so this is where they really run,
+# 3. benchmarks the engines (torch CUDA FP16/BF16 with CUDA graphs, batch 1…256, fidelity vs
+#    fp32) and CuPy vs NumPy preprocessing (applications/gpu_bench.py),
+# 4. benchmarks the burn-triage Holoscan graph end to end on the GPU (DICOM → report), paced
+#    (unloaded latency) and flat out (throughput), when Holoscan imports.
+#
+# Everything lands in OUT_DIR: info.json, pytest-gpu.log, engines-gpu.{json,md},
+# burn-triage-gpu-*.json, suite.log. Exit status: non-zero if the GPU tests failed.
+set -uo pipefail
+OUT=${1:?usage: gpu_suite.sh OUT_DIR [WHEEL_DIR]}
+WHEELS=${2:-}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/suite.log") 2>&1
+cd "$ROOT"
+export PYTHONUNBUFFERED=1
+
+step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+
+step "install"
+if [ -n "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile "$WHEELS"/*.whl || echo "wheel install failed"
+fi
+"$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . || echo "burnscope install failed"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+"$PY" -m burnscope.applications.cli info --json > "$OUT/info.json" || echo "burnscope info failed"
+cat "$OUT/info.json" 2>/dev/null | head -40
+
+step "GPU tests"
+"$PY" -m pytest -q -rs -p no:cacheprovider tests/test_preprocess.py tests/test_engines.py tests/test_inference_op.py \
+  2>&1 | tee "$OUT/pytest-gpu.log"
+tests_rc=${PIPESTATUS[0]}
+
+step "engines + preprocessing benchmark"
+"$PY" applications/gpu_bench.py --out "$OUT" --images sample_data || echo "gpu_bench failed"
+
+step "burn-triage graph on the GPU"
+# Latency: one image per message, paced (unloaded) and flat out, over sample_data.
+for mode in paced flat; do
+  extra=(); [ "$mode" = paced ] && extra=(--period-ms 20 --no-direct)
+  timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i sample_data --repeat 20 \
+    --backend torch --precision fp16 --device gpu --batch-size 1 "${extra[@]}" \
+    --json "$OUT/burn-triage-gpu-$mode.json" || echo "burn-triage bench ($mode) failed"
+done
+# Throughput: batches of 32 over 40 copies of the sample studies (400 images, decode included).
+many=$(mktemp -d)
+for i in $(seq -w 1 40); do cp -r sample_data "$many/copy-$i"; done
+timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i "$many" --repeat 3 \
+  --backend torch --precision fp16 --device gpu --batch-size 32 \
+  --json "$OUT/burn-triage-gpu-batch32.json" || echo "burn-triage bench (batch 32) failed"
+
+step "done"
+exit "$tests_rc"
