@@ -214,3 +214,17 @@ def test_cli_case_option_feeds_decision_support(tmp_path):
     bare = json.loads((tmp_path / "out2" / "IMG-0001.json").read_text())
     assert bare["decision_support"]["tbsa_percent"] is None
     assert bare["missing_inputs"]
+
+
+def test_auto_engine_choice_follows_the_machine(monkeypatch):
+    from burnscope.applications.burn_triage.settings import resolve_engine_choice
+    from burnscope.operators import gpu
+
+    auto = {"backend": "auto", "precision": "auto", "device": "auto"}
+    monkeypatch.setattr(gpu, "torch_cuda_usable", lambda: False)
+    assert resolve_engine_choice(auto) == ("onnxruntime", "fp32")
+    monkeypatch.setattr(gpu, "torch_cuda_usable", lambda: True)
+    assert resolve_engine_choice(auto) == ("torch", "fp16")
+    assert resolve_engine_choice(dict(auto, device="cpu")) == ("onnxruntime", "fp32")
+    assert resolve_engine_choice(dict(auto, backend="onnxruntime")) == ("onnxruntime", "fp32")
+    assert resolve_engine_choice({"backend": "torch", "precision": "bf16", "device": "auto"}) == ("torch", "bf16")

@@ -60,12 +60,15 @@ def build_components(settings: dict[str, Any], model: str | None = None) -> Tria
     from burnscope.operators.burn_severity.core import load_head
     from burnscope.operators.preprocess.core import Preprocessor
 
+    from .settings import resolve_engine_choice
+
     inference = settings["inference"]
+    backend, precision = resolve_engine_choice(inference)
     bundle = load_biomedclip(model=model, config=inference["model_config"])
     engine = create_engine(
         bundle,
-        backend=inference["backend"],
-        precision=inference["precision"],
+        backend=backend,
+        precision=precision,
         device=inference["device"],
         batch_sizes=sorted({1, int(settings["source"]["batch_size"])}),
     )

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
-BACKENDS = ("onnxruntime", "torch", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 SCHEDULERS = ("greedy", "event_based")
 
 
@@ -45,6 +45,24 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
     settings = _merge(settings, overrides or {})
     validate(settings)
     return settings
+
+
+def resolve_engine_choice(inference: dict[str, Any]) -> tuple[str, str]:
+    """``(backend, precision)`` with ``auto`` resolved for this machine.
+
+    On a usable CUDA GPU: torch in FP16 (CUDA graphs), unless ONNX Runtime has its CUDA provider
+    and was asked for. On the CPU: ONNX Runtime FP32 (about twice torch eager's speed there).
+    """
+    from burnscope.operators.gpu import torch_cuda_usable
+
+    gpu = inference.get("device", "auto") in ("auto", "gpu", "cuda") and torch_cuda_usable()
+    backend = inference["backend"]
+    if backend == "auto":
+        backend = "torch" if gpu else "onnxruntime"
+    precision = inference.get("precision", "auto")
+    if precision == "auto":
+        precision = "fp16" if gpu and backend in ("torch", "tensorrt") else "fp32"
+    return backend, precision
 
 
 def validate(settings: dict[str, Any]) -> None:
