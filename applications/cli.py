@@ -13,6 +13,7 @@ without one file owning everything::
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import typer
@@ -24,6 +25,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _configure(
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More log output (-v: info, -vv: debug)."),
+) -> None:
+    """Logging for every command: warnings by default. Log lines name images by SOP Instance
+    UID or file name, never by patient data."""
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
 #: `burnscope bench <target>`; shared by cmd_core (burn-triage) and cmd_engines (engines).
 bench_app = typer.Typer(help="Headless benchmarks: latency percentiles, images/s, memory.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")

@@ -19,7 +19,6 @@ import glob
 import importlib.util
 import os
 import sys
-import warnings
 
 _CUDART_SONAMES = ("libcudart.so.13", "libcudart.so.12")
 
@@ -60,17 +59,31 @@ def preload_cudart() -> str | None:
     )
 
 
+def raise_stack_limit(wanted: int = 32 * 2**20) -> None:
+    """Raise the soft stack limit to the 32 MB Holoscan recommends (within the hard limit).
+
+    The main thread's stack grows on demand up to the soft limit, so raising it at run time
+    takes effect; Holoscan checks it at import and at ``run()`` and warns when it is lower.
+    """
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_STACK, (target, hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not permitted: Holoscan only warns
+        pass
+
+
 if "holoscan" not in sys.modules:
     # Holoscan's per-graph INFO lines drown the CLI's own output; HOLOSCAN_LOG_LEVEL still wins.
     os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "WARN")
+    raise_stack_limit()
     CUDART_PATH = preload_cudart()
 else:  # pragma: no cover - someone imported holoscan before us and it worked
     CUDART_PATH = None
 
-with warnings.catch_warnings():
-    # Holoscan warns when the main thread's stack is under 32 MB; burnscope's Python operators
-    # do not recurse deeply, and the limit cannot be raised from inside a running process.
-    warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
-    import holoscan  # noqa: E402  (must follow the preload)
+import holoscan  # noqa: E402  (must follow the preload)
 
 __all__ = ["holoscan", "preload_cudart", "CUDART_PATH"]
