@@ -1,0 +1,7 @@
+"""Sinks: report folder and error records, and network delivery through a durable outbox.
+
+Modules: ``folder`` (:class:`~.folder.FolderSink`, :class:`~.folder.ErrorSink`), ``outbox``
+(:class:`~.outbox.Outbox`), ``network`` (C-STORE, STOW-RS, FHIR transports and
+:class:`~.network.DeliveryService`), ``orthanc_local`` (a throwaway Orthanc for tests and dry
+runs), ``operator`` (``FolderSinkOp``, ``ErrorSinkOp``, ``NetworkSinkOp``).
+"""

@@ -1,0 +1,654 @@
+"""Report emitter core: per-decision report dicts, their JSON and plain-text renderings.
+
+No Holoscan import here: hospital integrators can call :class:`ReportEmitter` from their own
+code. The Holoscan wrapper is :mod:`burnscope.operators.report.operator`.
+
+The JSON report is versioned (``schema`` / ``schema_version``); add fields, never rename them,
+and bump the version when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+from burnscope.operators.messages import DEMO_BANNER, Decision, ErrorRecord, ImageContext
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA = "burnscope.report"
+REPORT_SCHEMA_VERSION = 1
+
+#: Printed on every report: the output supports, and never replaces, a clinician's assessment.
+DISCLAIMER = (
+    "Decision support only. This report was generated automatically from an image and has not "
+    "been reviewed by a clinician; it is not a diagnosis. Burn depth, TBSA, fluid volumes and "
+    "referral must be confirmed by a qualified clinician before any clinical use."
+)
+
+NEEDS_REVIEW_TEXT = "needs clinician review"
+
+#: Display names of the burn-depth class keys (other keys are shown with "_" as spaces).
+LABEL_DISPLAY = {
+    "superficial": "Superficial (first degree)",
+    "superficial_partial": "Superficial partial-thickness",
+    "superficial_partial_thickness": "Superficial partial-thickness",
+    "deep_partial": "Deep partial-thickness",
+    "deep_partial_thickness": "Deep partial-thickness",
+    "full_thickness": "Full-thickness",
+    "not_burn": "Not a burn / unusable image",
+    "unusable": "Not a burn / unusable image",
+    "needs_review": "Undetermined (needs clinician review)",
+}
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def label_display(label: str) -> str:
+    """Human-readable name of a class key."""
+    return LABEL_DISPLAY.get(label, label.replace("_", " ").strip().capitalize() or "(none)")
+
+
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("burnscope")
+    except Exception:  # not installed (source checkout on sys.path)
+        return "0+unknown"
+
+
+def _safe_component(text: str) -> str:
+    return _UNSAFE_NAME_CHARS.sub("_", text).strip("._")
+
+
+def report_stem(context: ImageContext, source_root: str | None = None) -> str:
+    """File-name stem that sorts with the source file: ``<source-stem>[_f<frame>]``.
+
+    With ``source_root`` (the input folder) the stem keeps the source's sub-folders
+    (``study-001/IMG-0001``), so the output tree mirrors the input tree. Frame 1 (and
+    single-frame images) keep the bare stem; other frames get ``_f<n>``. Characters that are
+    unsafe in file names become ``_``; ``..`` never survives.
+    """
+    path = PurePath(context.source) if context.source else PurePath("")
+    folders: list[str] = []
+    if source_root:
+        try:
+            folders = [_safe_component(p) for p in path.parent.relative_to(PurePath(source_root)).parts]
+        except ValueError:  # not under the root: flat, like without a root
+            folders = []
+    stem = path.name
+    for suffix in (".dcm", ".dicom", ".DCM", ".DICOM"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = _safe_component(stem) or _safe_component(context.sop_instance_uid or "image") or "image"
+    if context.frame_number and context.frame_number != 1:
+        stem = f"{stem}_f{context.frame_number}"
+    return "/".join([f for f in folders if f] + [stem])
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: map non-finite floats to None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        try:
+            return _finite(value.item())
+        except (TypeError, ValueError):
+            return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _missing_context(context: ImageContext) -> list[str]:
+    """Context fields a complete clinical report would have but this image lacks."""
+    gaps = []
+    for attr, name in (
+        ("study_instance_uid", "study_instance_uid"),
+        ("series_instance_uid", "series_instance_uid"),
+        ("sop_instance_uid", "sop_instance_uid"),
+    ):
+        if not getattr(context, attr):
+            gaps.append(name)
+    patient = context.patient
+    if not (patient.name or patient.patient_id):
+        gaps.append("patient_identity")
+    return gaps
+
+
+def build_report(
+    decision: Decision,
+    *,
+    generated_at: _dt.datetime | None = None,
+    generator_version: str | None = None,
+) -> dict[str, Any]:
+    """The JSON-serialisable report of one decision (schema ``burnscope.report`` v1).
+
+    Patient identity is copied into the report (it is a clinical document); it never goes to
+    logs. Non-finite numbers become ``null``.
+    """
+    finding = decision.finding
+    ctx = finding.context
+    model = finding.model
+    when = (generated_at or utc_now()).astimezone(_dt.timezone.utc)
+    probabilities = {str(k): float(v) for k, v in (finding.probabilities or {}).items()}
+    ranked = sorted(probabilities.items(), key=lambda kv: kv[1], reverse=True)
+    report: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "demo_model": bool(model.demo),
+        "banner": DEMO_BANNER if model.demo else "",
+        "generated_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "generator": {"name": "burnscope", "version": generator_version or _package_version()},
+        "source": {
+            "file": ctx.source,
+            "sop_instance_uid": ctx.sop_instance_uid,
+            "sop_class_uid": ctx.sop_class_uid,
+            "study_instance_uid": ctx.study_instance_uid,
+            "series_instance_uid": ctx.series_instance_uid,
+            "frame": int(ctx.frame_number or 1),
+            "modality": ctx.modality,
+            "study_date": ctx.study_date,
+            "study_description": ctx.study_description,
+            "series_description": ctx.series_description,
+            "accession_number": ctx.accession_number,
+            "body_site": ctx.body_site,
+        },
+        "patient": ctx.patient.as_dict(),
+        "finding": {
+            "label": finding.label,
+            "label_display": label_display(finding.label),
+            "probabilities": probabilities,
+            "ranked": [k for k, _ in ranked],
+            "confidence": float(finding.confidence),
+            "abstained": bool(finding.abstained),
+            "needs_clinician_review": bool(finding.abstained),
+            "review_note": NEEDS_REVIEW_TEXT if finding.abstained else "",
+            "head": finding.head,
+        },
+        "decision_support": {
+            "tbsa_percent": decision.tbsa_percent,
+            "parkland": dict(decision.parkland) if decision.parkland else None,
+            "referral": dict(decision.referral) if decision.referral else None,
+            "warnings": list(decision.warnings),
+            "details": dict(decision.details),
+        },
+        "missing_inputs": list(decision.missing),
+        "missing_context": _missing_context(ctx),
+        "case": dict(ctx.case),
+        "model": {
+            "name": model.name,
+            "weights": model.weights,
+            "backend": model.backend,
+            "precision": model.precision,
+            "device": model.device,
+            "demo": bool(model.demo),
+        },
+        "disclaimer": DISCLAIMER,
+    }
+    report = _finite(report)
+    report["content_sha256"] = content_fingerprint(report)
+    return report
+
+
+#: Fields that change from run to run without changing what a report says.
+_VOLATILE_FIELDS = ("generated_at", "outputs", "content_sha256", "render_errors")
+
+
+def content_fingerprint(report: dict[str, Any]) -> str:
+    """SHA-256 of what a report says (everything but its generation time and output UIDs).
+
+    Equal fingerprints mean equivalent reports: sinks skip a re-run's identical report, and the
+    DICOM/FHIR identifiers derived from it are the same, so nothing is stored or sent twice.
+    """
+    import hashlib
+
+    stable = {k: v for k, v in report.items() if k not in _VOLATILE_FIELDS}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def render_json(report: dict[str, Any]) -> bytes:
+    """Stable, human-diffable JSON bytes (UTF-8, sorted keys off: the schema order reads best)."""
+    return (json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def _fmt_number(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "not available"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt_value(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_fmt_value(v)}" for k, v in value.items()) or "none"
+    return "not available" if value in (None, "") else str(value)
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """Plain-text rendering of :func:`build_report`'s dict. The demo banner, if any, comes first."""
+    lines: list[str] = []
+    rule = "=" * 72
+    if report.get("demo_model"):
+        lines += [rule, DEMO_BANNER, rule, ""]
+    src, pat, fnd = report["source"], report["patient"], report["finding"]
+    ds, mdl = report["decision_support"], report["model"]
+    lines += [
+        "BURN IMAGE TRIAGE REPORT (preliminary, unverified)",
+        f"Generated: {report['generated_at']}  by burnscope {report['generator']['version']}",
+        "",
+        "Patient",
+        f"  Name:        {pat.get('name') or 'not available'}",
+        f"  Patient ID:  {pat.get('patient_id') or 'not available'}",
+        f"  Birth date:  {pat.get('birth_date') or 'not available'}",
+        f"  Sex:         {pat.get('sex') or 'not available'}",
+        "",
+        "Source image",
+        f"  File:        {src['file']}",
+        f"  Frame:       {src['frame']}",
+        f"  Study UID:   {src['study_instance_uid'] or 'not available'}",
+        f"  Series UID:  {src['series_instance_uid'] or 'not available'}",
+        f"  SOP UID:     {src['sop_instance_uid'] or 'not available'}",
+        f"  Study date:  {src['study_date'] or 'not available'}",
+        f"  Accession:   {src['accession_number'] or 'not available'}",
+        f"  Body site:   {src['body_site'] or 'not available'}",
+        "",
+        "Finding",
+    ]
+    if fnd["abstained"]:
+        lines.append(f"  Burn depth:  UNDETERMINED - {NEEDS_REVIEW_TEXT.upper()}")
+    else:
+        lines.append(f"  Burn depth:  {fnd['label_display']}")
+    lines.append(
+        "  Confidence:  "
+        + _fmt_number(fnd["confidence"] * 100 if fnd["confidence"] is not None else None, "%")
+    )
+    lines.append("  Class probabilities:")
+    for key in fnd["ranked"]:
+        p = fnd["probabilities"][key]
+        bar = "#" * int(round((p or 0.0) * 30))
+        lines.append(f"    {label_display(key):<36} {_fmt_number((p or 0.0) * 100, '%'):>7}  {bar}")
+    lines += ["", "Decision support"]
+    lines.append(f"  TBSA:        {_fmt_number(ds['tbsa_percent'], '%')}")
+    if ds["parkland"]:
+        lines.append("  Fluids (Parkland, estimate):")
+        for k, v in ds["parkland"].items():
+            lines.append(f"    {k.replace('_', ' ')}: {_fmt_value(v)}")
+    else:
+        lines.append("  Fluids:      not available")
+    if ds["referral"]:
+        lines.append("  Burn-centre referral:")
+        for k, v in ds["referral"].items():
+            lines.append(f"    {k.replace('_', ' ')}: {_fmt_value(v)}")
+    else:
+        lines.append("  Referral:    not available")
+    for warning in ds["warnings"]:
+        lines.append(f"  WARNING: {warning}")
+    missing = list(report["missing_inputs"]) + [f"{m} (image context)" for m in report["missing_context"]]
+    lines += ["", "Missing inputs: " + (", ".join(missing) if missing else "none")]
+    lines += [
+        "",
+        "Model",
+        f"  Name:        {mdl['name']}",
+        f"  Weights:     {mdl['weights']}",
+        f"  Backend:     {mdl['backend'] or 'not stated'} ({mdl['precision']}, {mdl['device']})",
+        f"  Head:        {fnd['head']}",
+        "",
+        "Disclaimer: " + report["disclaimer"],
+    ]
+    if report.get("demo_model"):
+        lines += ["", DEMO_BANNER]
+    return "\n".join(lines) + "\n"
+
+
+STUDY_SCHEMA = "burnscope.study-report"
+#: Burn depths, shallow to deep (class keys as the severity head names them, and short aliases).
+DEPTH_ORDER = {
+    "superficial": 1,
+    "superficial_partial": 2,
+    "superficial_partial_thickness": 2,
+    "deep_partial": 3,
+    "deep_partial_thickness": 3,
+    "full_thickness": 4,
+}
+
+
+def build_study_rollup(
+    study_uid: str, per_image: dict[str, dict[str, Any]], *, generated_at: _dt.datetime | None = None
+) -> dict[str, Any]:
+    """Study-level summary of per-image reports (``stem → report dict``)."""
+    when = (generated_at or utc_now()).astimezone(_dt.timezone.utc)
+    reports = list(per_image.values())
+    first = reports[0]
+    images = []
+    for stem, r in per_image.items():
+        referral = r["decision_support"]["referral"] or {}
+        images.append(
+            {
+                "report": stem,
+                "file": r["source"]["file"],
+                "sop_instance_uid": r["source"]["sop_instance_uid"],
+                "frame": r["source"]["frame"],
+                "body_site": r["source"]["body_site"],
+                "label": r["finding"]["label"],
+                "label_display": r["finding"]["label_display"],
+                "confidence": r["finding"]["confidence"],
+                "needs_clinician_review": r["finding"]["needs_clinician_review"],
+                "tbsa_percent": r["decision_support"]["tbsa_percent"],
+                "referral_recommended": referral.get("recommended", referral.get("refer")),
+            }
+        )
+    graded = [i for i in images if not i["needs_clinician_review"] and i["label"] in DEPTH_ORDER]
+    deepest = max(graded, key=lambda i: DEPTH_ORDER[i["label"]]) if graded else None
+    demo = any(r["demo_model"] for r in reports)
+    return _finite(
+        {
+            "schema": STUDY_SCHEMA,
+            "schema_version": 1,
+            "demo_model": demo,
+            "banner": DEMO_BANNER if demo else "",
+            "generated_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "generator": first["generator"],
+            "study_instance_uid": study_uid,
+            "accession_number": first["source"]["accession_number"],
+            "study_date": first["source"]["study_date"],
+            "patient": first["patient"],
+            "image_count": len(images),
+            "deepest_depth": deepest["label"] if deepest else None,
+            "deepest_depth_display": deepest["label_display"] if deepest else "undetermined",
+            "needs_clinician_review": sum(1 for i in images if i["needs_clinician_review"]),
+            "referral_recommended": any(i["referral_recommended"] is True for i in images),
+            "images": images,
+            "note": "Per-image TBSA values are not added up: images of one patient may overlap.",
+            "models": sorted({f"{r['model']['name']} [{r['model']['weights']}]" for r in reports}),
+            "disclaimer": DISCLAIMER,
+        }
+    )
+
+
+def render_study_text(rollup: dict[str, Any]) -> str:
+    """Plain text of a study roll-up; the demo banner, if any, comes first."""
+    rule = "=" * 72
+    lines: list[str] = [rule, DEMO_BANNER, rule, ""] if rollup["demo_model"] else []
+    pat = rollup["patient"]
+    lines += [
+        "BURN TRIAGE STUDY SUMMARY (preliminary, unverified)",
+        f"Generated: {rollup['generated_at']}",
+        f"Patient:   {pat.get('name') or 'not available'} (ID {pat.get('patient_id') or 'not available'})",
+        f"Study UID: {rollup['study_instance_uid']}",
+        f"Accession: {rollup['accession_number'] or 'not available'}",
+        f"Images:    {rollup['image_count']}   needing clinician review: {rollup['needs_clinician_review']}",
+        f"Deepest graded burn depth: {rollup['deepest_depth_display']}",
+        "Any image meeting burn-centre referral criteria: "
+        + ("yes" if rollup["referral_recommended"] else "no"),
+        "",
+        "Images",
+    ]
+    for i in rollup["images"]:
+        depth = (
+            f"UNDETERMINED - {NEEDS_REVIEW_TEXT.upper()}"
+            if i["needs_clinician_review"]
+            else i["label_display"]
+        )
+        lines.append(f"  {i['report']:<32} {i['body_site'] or '-':<16} {depth}")
+    lines += ["", rollup["note"], "", "Disclaimer: " + rollup["disclaimer"]]
+    if rollup["demo_model"]:
+        lines += ["", DEMO_BANNER]
+    return "\n".join(lines) + "\n"
+
+
+def _rollup_stem(study_uid: str, image_stems: list[str]) -> str:
+    """``<common sub-folder>/study`` when the study's reports share one, else ``study_<UID>``."""
+    folders = {stem.rsplit("/", 1)[0] for stem in image_stems if "/" in stem}
+    if len(folders) == 1 and all("/" in stem for stem in image_stems):
+        return f"{folders.pop()}/study"
+    return f"study_{_safe_component(study_uid) or 'unknown'}"
+
+
+@dataclass
+class ReportBundle:
+    """The rendered artefacts of one report, ready for a sink.
+
+    ``artefacts`` maps a file suffix (with its leading dot, e.g. ``".json"``, ``".sr.dcm"``) to
+    the file's bytes; a sink writes ``<stem><suffix>``. ``label`` is what logs may print (SOP
+    Instance UID or file name, never patient data). ``deliveries`` lists what network sinks
+    send: ``{"suffix", "kind" ("dicom"|"fhir"), "key" (SOP Instance UID or Bundle id)}``.
+    """
+
+    stem: str
+    artefacts: dict[str, bytes] = field(repr=False)
+    label: str = ""
+    demo: bool = False
+    report: dict[str, Any] = field(default_factory=dict, repr=False)
+    deliveries: list[dict[str, str]] = field(default_factory=list)
+    study_instance_uid: str = ""
+    #: Outputs that could not be rendered (``stage="report"``); the other artefacts are intact.
+    errors: list[ErrorRecord] = field(default_factory=list)
+    #: "image" (one per decision) or "study" (a roll-up that a later, fuller one replaces).
+    kind: str = "image"
+
+    def __repr__(self) -> str:
+        return f"ReportBundle({self.stem}, {sorted(self.artefacts)})"
+
+
+#: A renderer adds artefacts to a bundle: ``renderer(decision, report_dict, bundle, state)``.
+Renderer = Callable[[Decision, dict[str, Any], ReportBundle, dict[str, Any]], None]
+
+
+def _unique_stem(stem: str, key: str, taken: dict[str, str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3`` … when another source already uses it in this run."""
+    candidate, n = stem, 1
+    while taken.setdefault(candidate, key) != key:
+        n += 1
+        candidate = f"{stem}_{n}"
+    return candidate
+
+
+class ReportEmitter:
+    """Builds a :class:`ReportBundle` per decision: JSON and text by default, more on request.
+
+    ``formats``: ``"json"`` (``.json``), ``"txt"`` (``.txt``), and the standards-based
+    ``"sr"`` (``.sr.dcm``), ``"pdf"`` (``.pdf``), ``"pdf_dcm"`` (``.pdf.dcm``), ``"fhir"``
+    (``.fhir.json``); :data:`ALL_FORMATS` lists them all. ``clock`` is injectable for
+    reproducible output in tests. ``source_root`` (the input folder) makes the output tree mirror
+    the input tree (``study-001/IMG-0001.json``); without it names are flat, and a second source
+    with the same file name gets ``_2``. ``patient_identifier_system`` is the FHIR identifier system
+    of the DICOM Patient ID (the hospital's MRN system); ``code_map`` overrides burn-depth codes
+    (class key → ``highdicom.sr.CodedConcept``).
+
+    The JSON report of a bundle with DICOM/FHIR artefacts names the generated objects in its
+    ``outputs`` block (study, series and SOP Instance UIDs, Bundle id).
+    """
+
+    def __init__(
+        self,
+        formats: Iterable[str] = ("json", "txt"),
+        *,
+        clock: Callable[[], _dt.datetime] = utc_now,
+        patient_identifier_system: str | None = None,
+        code_map: dict[str, Any] | None = None,
+        source_root: str | None = None,
+    ) -> None:
+        self.formats = tuple(dict.fromkeys(formats))
+        self.source_root = str(source_root) if source_root else None
+        renderers = _available_renderers(self.formats)
+        unknown = [f for f in self.formats if f not in renderers]
+        if unknown:
+            raise ValueError(
+                f"unknown report format(s): {', '.join(unknown)}; known: {', '.join(ALL_FORMATS)}"
+            )
+        self.clock = clock
+        # Per-emitter state of the renderers: one output series per study, options.
+        self.state: dict[str, Any] = {
+            "formats": self.formats,
+            "patient_identifier_system": patient_identifier_system,
+            "code_map": code_map,
+        }
+
+    def emit_one(self, decision: Decision, stem: str | None = None) -> ReportBundle:
+        ctx = decision.finding.context
+        report = build_report(decision, generated_at=self.clock())
+        renderers = _available_renderers(self.formats)
+        if any(f not in RENDERERS_BASIC for f in self.formats):
+            from burnscope.operators.report.standards import plan_outputs
+
+            report["outputs"] = plan_outputs(self.formats, decision, report, self.state)
+        bundle = ReportBundle(
+            stem=stem or self.stem_for(decision),
+            artefacts={},
+            label=ctx.label,
+            demo=bool(decision.finding.model.demo),
+            report=report,
+            study_instance_uid=report.get("outputs", {}).get("study_instance_uid", ctx.study_instance_uid),
+        )
+        # Standards renderers first: the JSON/text then show the final ``outputs`` block and any
+        # renderer failure. A failing renderer costs its own artefact only, never the report.
+        for fmt in sorted(self.formats, key=lambda f: f in RENDERERS_BASIC):
+            if fmt in RENDERERS_BASIC:
+                renderers[fmt](decision, report, bundle, self.state)
+                continue
+            before_artefacts, before_deliveries = set(bundle.artefacts), len(bundle.deliveries)
+            try:
+                renderers[fmt](decision, report, bundle, self.state)
+            except Exception as exc:  # noqa: BLE001 - any library error becomes an error record
+                for suffix in set(bundle.artefacts) - before_artefacts:
+                    del bundle.artefacts[suffix]
+                del bundle.deliveries[before_deliveries:]
+                record = ErrorRecord(
+                    source=ctx.source,
+                    reason=f"report_{fmt}_failed",
+                    message=f"{type(exc).__name__}: {exc}"[:500],
+                    sop_instance_uid=ctx.sop_instance_uid,
+                    stage="report",
+                )
+                bundle.errors.append(record)
+                report.setdefault("render_errors", []).append({"format": fmt, "message": record.message})
+                log.error("report %s: %s output failed: %s", ctx.label, fmt, record.message)
+        bundle.artefacts = {
+            s: bundle.artefacts[s]
+            for s in sorted(bundle.artefacts, key=_suffix_rank)
+            if s in bundle.artefacts
+        }
+        if ctx.study_instance_uid:
+            studies = self.state.setdefault("studies", {})
+            studies.setdefault(ctx.study_instance_uid, {})[bundle.stem] = report
+        return bundle
+
+    def study_rollups(
+        self, study_uids: Iterable[str] | None = None, *, min_images: int = 2
+    ) -> list[ReportBundle]:
+        """Study-level roll-ups (JSON + text) of the studies with ``min_images`` or more images so far.
+
+        A roll-up lists every image of the study seen by this emitter with its finding and
+        decision support, the deepest non-abstained burn depth, how many need review and
+        whether any image meets referral criteria. It is a running summary: a later call
+        returns a fuller one under the same name (``kind="study"``, which sinks replace).
+        """
+        studies = self.state.get("studies", {})
+        wanted = studies if study_uids is None else {u: studies[u] for u in study_uids if u in studies}
+        out = []
+        for uid, per_image in wanted.items():
+            if len(per_image) < min_images:
+                continue
+            rollup = build_study_rollup(uid, per_image, generated_at=self.clock())
+            stem = _rollup_stem(uid, list(per_image))
+            artefacts = {".json": render_json(rollup), ".txt": render_study_text(rollup).encode("utf-8")}
+            out.append(
+                ReportBundle(
+                    stem=stem,
+                    artefacts=artefacts,
+                    label=f"study {uid}",
+                    demo=rollup["demo_model"],
+                    report=rollup,
+                    study_instance_uid=uid,
+                    kind="study",
+                )
+            )
+        return out
+
+    def stem_for(self, decision: Decision) -> str:
+        """The decision's file-name stem, unique among the sources this emitter has seen."""
+        ctx = decision.finding.context
+        key = f"{ctx.source}#{ctx.frame_number}"
+        return _unique_stem(report_stem(ctx, self.source_root), key, self.state.setdefault("stems", {}))
+
+    def emit(self, decisions: Sequence[Decision]) -> list[ReportBundle]:
+        """One bundle per decision, in order; an empty batch gives an empty list."""
+        return [self.emit_one(d, self.stem_for(d)) for d in decisions]
+
+
+def _render_json(
+    decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
+) -> None:
+    bundle.artefacts[".json"] = render_json(report)
+
+
+def _render_txt(
+    decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
+) -> None:
+    bundle.artefacts[".txt"] = render_text(report).encode("utf-8")
+
+
+#: Format name → renderer. :mod:`burnscope.operators.report.standards` adds the DICOM, PDF and
+#: FHIR renderers on import.
+RENDERERS: dict[str, Renderer] = {"json": _render_json, "txt": _render_txt}
+RENDERERS_BASIC = ("json", "txt")
+ALL_FORMATS = ("json", "txt", "sr", "pdf", "pdf_dcm", "fhir")
+_SUFFIX_ORDER = [".json", ".txt", ".pdf", ".sr.dcm", ".pdf.dcm", ".fhir.json"]
+
+
+def _suffix_rank(suffix: str) -> tuple[int, str]:
+    return (_SUFFIX_ORDER.index(suffix) if suffix in _SUFFIX_ORDER else len(_SUFFIX_ORDER), suffix)
+
+
+def _available_renderers(formats: Iterable[str] = ()) -> dict[str, Renderer]:
+    # The DICOM/PDF/FHIR renderers import heavy libraries (highdicom, reportlab, fhir.resources):
+    # load them only when a format needs them.
+    if any(f not in RENDERERS for f in formats):
+        from burnscope.operators.report import standards  # noqa: F401  (registers renderers)
+    return RENDERERS
+
+
+__all__ = [
+    "ALL_FORMATS",
+    "content_fingerprint",
+    "build_study_rollup",
+    "render_study_text",
+    "DISCLAIMER",
+    "REPORT_SCHEMA",
+    "REPORT_SCHEMA_VERSION",
+    "RENDERERS",
+    "ReportBundle",
+    "ReportEmitter",
+    "build_report",
+    "label_display",
+    "render_json",
+    "render_text",
+    "report_stem",
+]

@@ -1,0 +1,248 @@
+"""Human-readable PDF report (reportlab): thumbnail, finding with a probability bar chart,
+TBSA / fluids / referral, model and backend, disclaimer, and the demo banner when it applies.
+
+Output is byte-reproducible for the same report dict (reportlab's invariant mode), so the
+folder sink can recognise an unchanged report.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+from reportlab.graphics.charts.barcharts import HorizontalBarChart
+from reportlab.graphics.shapes import Drawing
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from xml.sax.saxutils import escape
+
+from burnscope.operators.messages import DEMO_BANNER
+from burnscope.operators.report.core import NEEDS_REVIEW_TEXT, label_display
+
+
+def _para(text: Any, style) -> Paragraph:
+    return Paragraph(escape("" if text is None else str(text)), style)
+
+
+def _value(v: Any) -> str:
+    if v is None or v == "":
+        return "not available"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_value(x) for x in v) or "none"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_value(x)}" for k, x in v.items()) or "none"
+    return str(v)
+
+
+def _thumbnail_flowable(thumbnail: Any, max_side_mm: float = 60.0):
+    if thumbnail is None:
+        return None
+    arr = np.asarray(thumbnail)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
+        return None
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0  # a [0, 1] float image
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    from PIL import Image as PILImage
+
+    buf = BytesIO()
+    PILImage.fromarray(arr[..., :3]).save(buf, format="PNG")
+    buf.seek(0)
+    h, w = arr.shape[:2]
+    scale = max_side_mm * mm / max(h, w)
+    return Image(buf, width=w * scale, height=h * scale)
+
+
+def _bar_chart(probabilities: dict[str, float | None], order: list[str], highlight: str) -> Drawing:
+    keys = [k for k in order if probabilities.get(k) is not None][::-1]  # top class drawn on top
+    values = [float(probabilities[k]) * 100.0 for k in keys]
+    height = 13 * max(len(keys), 1) + 24
+    drawing = Drawing(170 * mm, height)
+    chart = HorizontalBarChart()
+    chart.x, chart.y = 62 * mm, 15
+    chart.width, chart.height = 95 * mm, height - 25
+    chart.data = [values or [0.0]]
+    chart.valueAxis.valueMin, chart.valueAxis.valueMax, chart.valueAxis.valueStep = 0, 100, 20
+    chart.valueAxis.labelTextFormat = "%d%%"
+    chart.categoryAxis.categoryNames = [label_display(k) for k in keys] or ["(none)"]
+    chart.categoryAxis.labels.fontSize = 8
+    chart.categoryAxis.labels.boxAnchor = "e"
+    chart.bars[0].fillColor = colors.HexColor("#7f8c8d")
+    for i, key in enumerate(keys):
+        if key == highlight:
+            chart.bars[(0, i)].fillColor = colors.HexColor("#c0392b")
+    chart.barLabelFormat = "%.1f%%"
+    chart.barLabels.fontSize = 7
+    chart.barLabels.boxAnchor = "w"
+    chart.barLabels.dx = 3
+    drawing.add(chart)
+    return drawing
+
+
+def render_pdf(report: dict[str, Any], thumbnail: Any = None) -> bytes:
+    """PDF bytes of one report dict (from :func:`burnscope.operators.report.core.build_report`)."""
+    styles = getSampleStyleSheet()
+    body = styles["BodyText"]
+    small = ParagraphStyle("small", parent=body, fontSize=8, leading=10)
+    banner_style = ParagraphStyle(
+        "banner",
+        parent=body,
+        fontSize=13,
+        leading=16,
+        textColor=colors.white,
+        alignment=1,
+        fontName="Helvetica-Bold",
+    )
+    buf = BytesIO()
+    src, pat, fnd = report["source"], report["patient"], report["finding"]
+    ds, mdl = report["decision_support"], report["model"]
+    doc = SimpleDocTemplate(
+        buf,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=12 * mm,
+        bottomMargin=16 * mm,
+        title="Burn image triage report",
+        author="burnscope",
+        subject=src["sop_instance_uid"] or src["file"],
+        creator="burnscope",
+        invariant=1,
+    )
+    story: list[Any] = []
+    if report.get("demo_model"):
+        banner = Table([[Paragraph(escape(DEMO_BANNER), banner_style)]], colWidths=[174 * mm])
+        banner.setStyle(
+            TableStyle(
+                [
+                    ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#c0392b")),
+                    ("TOPPADDING", (0, 0), (-1, -1), 6),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 6),
+                ]
+            )
+        )
+        story += [banner, Spacer(1, 4 * mm)]
+    story.append(
+        Paragraph("Burn image triage report <font size=9>(preliminary, unverified)</font>", styles["Title"])
+    )
+    story.append(
+        _para(f"Generated {report['generated_at']} by burnscope {report['generator']['version']}", small)
+    )
+    story.append(Spacer(1, 2 * mm))
+
+    grid = [
+        ["Patient", _value(pat.get("name")), "Patient ID", _value(pat.get("patient_id"))],
+        ["Birth date", _value(pat.get("birth_date")), "Sex", _value(pat.get("sex"))],
+        ["Study date", _value(src["study_date"]), "Accession", _value(src["accession_number"])],
+        ["Body site", _value(src["body_site"]), "Frame", _value(src["frame"])],
+        ["Source", _value(src["file"]), "", ""],
+        ["SOP Instance UID", _value(src["sop_instance_uid"]), "", ""],
+    ]
+    table = Table(
+        [[_para(c, small) for c in row] for row in grid], colWidths=[28 * mm, 62 * mm, 24 * mm, 60 * mm]
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+                ("SPAN", (1, 4), (3, 4)),
+                ("SPAN", (1, 5), (3, 5)),
+                ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#ecf0f1")),
+                ("BACKGROUND", (2, 0), (2, 3), colors.HexColor("#ecf0f1")),
+                ("TOPPADDING", (0, 0), (-1, -1), 1),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+            ]
+        )
+    )
+    story += [table, Spacer(1, 2 * mm)]
+
+    finding_text = f"UNDETERMINED - {NEEDS_REVIEW_TEXT.upper()}" if fnd["abstained"] else fnd["label_display"]
+    conf = fnd["confidence"]
+    left = [
+        Paragraph("Finding", styles["Heading3"]),
+        _para(f"Burn depth: {finding_text}", body),
+        _para(f"Confidence: {conf * 100:.1f}%" if conf is not None else "Confidence: not available", body),
+        _para(f"Head: {fnd['head']}", small),
+    ]
+    thumb = _thumbnail_flowable(thumbnail)
+    if thumb is not None:
+        top = Table([[left, thumb]], colWidths=[110 * mm, 64 * mm])
+        top.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        story.append(top)
+    else:
+        story += left + [_para("(no image thumbnail available)", small)]
+    story.append(Paragraph("Class probabilities", styles["Heading4"]))
+    story.append(_bar_chart(fnd["probabilities"], fnd["ranked"], fnd["label"]))
+
+    story.append(Paragraph("Decision support", styles["Heading3"]))
+    rows = [
+        [
+            "TBSA",
+            f"{ds['tbsa_percent']:.1f}%" if isinstance(ds["tbsa_percent"], (int, float)) else "not available",
+        ]
+    ]
+    for k, v in (ds["parkland"] or {}).items():
+        rows.append([f"Fluids: {k.replace('_', ' ')}", _value(v)])
+    if not ds["parkland"]:
+        rows.append(["Fluids (Parkland)", "not available"])
+    for k, v in (ds["referral"] or {}).items():
+        rows.append([f"Referral: {k.replace('_', ' ')}", _value(v)])
+    if not ds["referral"]:
+        rows.append(["Referral", "not available"])
+    missing = list(report["missing_inputs"]) + [f"{m} (image context)" for m in report["missing_context"]]
+    rows.append(["Missing inputs", ", ".join(missing) if missing else "none"])
+    for w in ds["warnings"]:
+        rows.append(["Warning", w])
+    dst = Table([[_para(a, small), _para(b, small)] for a, b in rows], colWidths=[55 * mm, 119 * mm])
+    dst.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+                ("TOPPADDING", (0, 0), (-1, -1), 1),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+            ]
+        )
+    )
+    story.append(dst)
+
+    story.append(Paragraph("Model", styles["Heading3"]))
+    story.append(
+        _para(
+            f"{mdl['name']} - weights: {mdl['weights']} - backend: {mdl['backend'] or 'not stated'} "
+            f"({mdl['precision']}, {mdl['device']})" + (" - DEMO (random weights)" if mdl["demo"] else ""),
+            small,
+        )
+    )
+    story.append(Spacer(1, 2 * mm))
+    story.append(_para("Disclaimer: " + report["disclaimer"], small))
+    if report.get("demo_model"):
+        story.append(Spacer(1, 2 * mm))
+        story.append(
+            _para(DEMO_BANNER, ParagraphStyle("b2", parent=small, textColor=colors.HexColor("#c0392b")))
+        )
+    demo = bool(report.get("demo_model"))
+
+    def footer(canvas, document) -> None:
+        # Every page names the image and, for demo weights, repeats the banner.
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.drawString(18 * mm, 8 * mm, f"{src['sop_instance_uid'] or src['file']} - page {document.page}")
+        if demo:
+            canvas.setFillColor(colors.HexColor("#c0392b"))
+            canvas.setFont("Helvetica-Bold", 8)
+            canvas.drawRightString(A4[0] - 18 * mm, 8 * mm, DEMO_BANNER)
+        canvas.restoreState()
+
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buf.getvalue()
