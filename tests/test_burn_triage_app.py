@@ -49,10 +49,13 @@ def test_graph_writes_a_report_per_image_and_an_error_record_per_bad_file(triage
     images, bad = _expected_counts()
     assert summary["images"] == images
     assert summary["reports"] == images
-    reports = sorted(out.glob("*.json"))
-    reports = [p for p in reports if p.name != "summary.json"]
+    # reports mirror the input folders: <study>/<file>.<suffix>, one set per image
+    reports = [p for p in out.rglob("IMG-*.json") if not p.name.endswith(".fhir.json")]
     assert len(reports) == images
-    assert len(list(out.glob("*.txt"))) == images
+    for suffix in (".txt", ".sr.dcm", ".pdf", ".pdf.dcm", ".fhir.json"):
+        assert len(list(out.rglob(f"IMG-*{suffix}"))) == images, suffix
+    # a study-level roll-up for each study with several images
+    assert {p.parent.name for p in out.rglob("study.json")} == {"study-001", "study-002", "study-003"}
     # every report names its source image, carries a finding, and is flagged demo
     for path in reports:
         report = json.loads(path.read_text())
@@ -70,8 +73,10 @@ def test_graph_writes_a_report_per_image_and_an_error_record_per_bad_file(triage
 
 def test_text_reports_open_with_the_demo_banner(triage_run):
     _, out = triage_run
-    for path in out.glob("*.txt"):
-        assert DEMO_BANNER in path.read_text().splitlines()[0] or DEMO_BANNER in path.read_text()[:200]
+    texts = list(out.rglob("IMG-*.txt"))
+    assert texts
+    for path in texts:
+        assert DEMO_BANNER in path.read_text().splitlines()[:3]  # the banner opens the report
 
 
 def test_summary_reports_model_backend_and_demo(triage_run):
@@ -228,3 +233,61 @@ def test_auto_engine_choice_follows_the_machine(monkeypatch):
     assert resolve_engine_choice(dict(auto, device="cpu")) == ("onnxruntime", "fp32")
     assert resolve_engine_choice(dict(auto, backend="onnxruntime")) == ("onnxruntime", "fp32")
     assert resolve_engine_choice({"backend": "torch", "precision": "bf16", "device": "auto"}) == ("torch", "bf16")
+
+
+# --- delivery through the outbox, from the application ------------------------------------
+
+
+@pytest.fixture
+def fhir_endpoint():
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from test_fhir_post import _FhirEndpoint  # the validating endpoint of the FHIR sink tests
+
+    from burnscope.operators.sinks.orthanc_local import free_port
+
+    _FhirEndpoint.received, _FhirEndpoint.outage = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _FhirEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, _FhirEndpoint
+    server.shutdown()
+    server.server_close()
+
+
+def _with_fhir(settings, url, drain_s):
+    delivery = {"destinations": [{"name": "emr", "kind": "fhir", "url": url}], "echo": False, "drain_timeout_s": drain_s}
+    return dict(settings, delivery=delivery, report=dict(settings["report"], formats=["json", "txt", "fhir"]))
+
+
+def test_app_delivers_every_report_to_a_fhir_endpoint_exactly_once(tiny_settings, components, tmp_path, fhir_endpoint):
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    server, endpoint = fhir_endpoint
+    settings = _with_fhir(tiny_settings, f"http://127.0.0.1:{server.server_port}/fhir", drain_s=20)
+    summary = run_triage(settings, SAMPLE, tmp_path, components)
+    images, _ = _expected_counts()
+    assert summary["delivery"]["delivered"] == images and summary["delivery"]["failed"] == 0
+    assert len(endpoint.received) == images
+    assert len({bundle["id"] for bundle in endpoint.received}) == images
+    # the same input again: identical reports, nothing sent twice
+    run_triage(settings, SAMPLE, tmp_path, components)
+    assert len(endpoint.received) == images
+
+
+def test_app_keeps_reports_in_the_outbox_while_the_server_is_down(tiny_settings, components, tmp_path, fhir_endpoint):
+    from burnscope.applications.burn_triage.runner import run_triage
+    from burnscope.operators.sinks.orthanc_local import free_port
+
+    down = f"http://127.0.0.1:{free_port()}/fhir"  # nothing listens there
+    summary = run_triage(_with_fhir(tiny_settings, down, drain_s=0.5), SAMPLE, tmp_path, components)
+    images, _ = _expected_counts()
+    assert summary["reports"] == images  # the folder still has every report
+    assert summary["delivery"]["delivered"] == 0 and summary["delivery"]["pending"] == images
+    # the server is back (the outbox keeps each destination's address, so point a new run at it)
+    server, endpoint = fhir_endpoint
+    up = _with_fhir(tiny_settings, f"http://127.0.0.1:{server.server_port}/fhir", drain_s=20)
+    up["delivery"]["destinations"][0]["name"] = "emr"
+    summary = run_triage(up, SAMPLE, tmp_path, components)
+    assert summary["delivery"]["pending"] == 0
+    assert len(endpoint.received) == images

@@ -32,7 +32,7 @@ from burnscope.operators.dicom_loader.operator import DicomFolderSourceOp
 from burnscope.operators.inference.operator import InferenceOp
 from burnscope.operators.preprocess.operator import PreprocessOp
 from burnscope.operators.report.operator import ReportEmitterOp
-from burnscope.operators.sinks.operator import ErrorSinkOp, FolderSinkOp
+from burnscope.operators.sinks.operator import ErrorSinkOp, FolderSinkOp, NetworkSinkOp
 
 from .counting_sink import CountingSinkOp
 
@@ -136,7 +136,14 @@ class BurnTriageApp(Application):
         decision = DecisionSupportOp(
             self, name="clinical_decision_support", default_case=s["decision_support"].get("default_case") or {}
         )
-        emitter = ReportEmitterOp(self, name="report_emitter", formats=s["report"]["formats"])
+        emitter = ReportEmitterOp(
+            self,
+            name="report_emitter",
+            formats=s["report"]["formats"],
+            # reports mirror the input's folders, so they sort with their source
+            source_root=str(self.input_path if self.input_path.is_dir() else self.input_path.parent),
+            study_rollup=bool(s["report"].get("study_rollup", False)),
+        )
         # The tallies feed the run summary; a headless (benchmark) run ends in them.
         headless = self.output_dir is None
         findings_tally = CountingSinkOp(
@@ -152,6 +159,18 @@ class BurnTriageApp(Application):
             errors_sink = ErrorSinkOp(self, name="error_records", out_dir=self.output_dir)
             self.add_flow(emitter, findings_tally, {("reports", "reports")})
             self.add_flow(source, errors_tally, {("errors", "errors")})
+            delivery = s.get("delivery") or {}
+            if delivery.get("destinations"):
+                network = NetworkSinkOp(
+                    self,
+                    name="pacs_emr_delivery",
+                    outbox_path=delivery.get("outbox") or self.output_dir / "outbox.sqlite",
+                    destinations=delivery["destinations"],
+                    echo=bool(delivery.get("echo", True)),
+                    drain_timeout_s=float(delivery.get("drain_timeout_s", 30)),
+                )
+                self.add_flow(emitter, network, {("reports", "reports")})
+                self.ops[network.name] = network
 
         self.add_flow(source, imaging, {("images", "images")})
         self.add_flow(source, errors_sink, {("errors", "errors")})
@@ -160,15 +179,18 @@ class BurnTriageApp(Application):
         self.add_flow(diagnosis, decision, {("findings", "findings")})
         self.add_flow(decision, emitter, {("decisions", "decisions")})
         self.add_flow(emitter, reports_sink, {("reports", "reports")})
-        self.ops = {
+        self.ops.update({
             op.name: op
             for op in (source, imaging, biomedclip, diagnosis, decision, emitter, reports_sink, errors_sink)
-        }
+        })
         self.tallies = {"findings": findings_tally, "errors": errors_tally}
 
 
-def finding_label(bundle: Any) -> str:
-    """The finding label a report bundle carries (``needs_review`` when the head abstained)."""
+def finding_label(bundle: Any) -> str | None:
+    """The finding label of an image report (``needs_review`` when the head abstained); None for
+    study roll-ups, which summarise findings already counted."""
+    if getattr(bundle, "kind", "image") != "image":
+        return None
     return str(bundle.report.get("finding", {}).get("label", "unknown"))
 
 

@@ -17,7 +17,8 @@ class CountingSinkOp(Operator):
 
     Parameters:
         port: the input port's name (``reports`` or ``errors`` in burn-triage).
-        key: ``item -> str`` to tally by (e.g. the finding label of a report); None: no tally.
+        key: ``item -> str | None`` to tally by (e.g. the finding label of a report); items it
+            maps to None are not counted at all (study roll-ups beside image reports).
 
     After ``app.run()``: ``count`` (items), ``messages`` (lists received), ``sizes`` (items per
     message, in arrival order), ``labels`` (Counter).
@@ -39,8 +40,10 @@ class CountingSinkOp(Operator):
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         items = op_input.receive(self.port) or []
+        keys = [self.key(item) for item in items] if self.key is not None else [""] * len(items)
+        counted = [k for k in keys if k is not None]
         self.messages += 1
-        self.count += len(items)
-        self.sizes.append(len(items))
+        self.count += len(counted)
+        self.sizes.append(len(counted))
         if self.key is not None:
-            self.labels.update(self.key(item) for item in items)
+            self.labels.update(counted)

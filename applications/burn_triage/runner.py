@@ -81,6 +81,12 @@ def summarise(app: BurnTriageApp, wall_s: float) -> dict[str, Any]:
         },
         "output_dir": str(app.output_dir) if app.output_dir else None,
     }
+    network = app.ops.get("pacs_emr_delivery")
+    if network is not None:
+        summary["delivery"] = {
+            "enqueued": network.enqueued, "delivered": network.delivered,
+            "failed": network.failed, "pending": network.pending,
+        }
     if info.demo:
         summary["warning"] = DEMO_BANNER
     return summary
