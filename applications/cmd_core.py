@@ -113,6 +113,8 @@ def _print_summary(summary: dict) -> None:
     table.add_row("errors", str(summary["errors"]))
     for reason, count in summary["error_reasons"].items():
         table.add_row(f"  error: {reason}", str(count))
+    for key, count in (summary.get("delivery") or {}).items():
+        table.add_row(f"delivery: {key}", str(count))
     console.print(table)
     console.print(
         f"model: {model['name']} · weights: {model['weights']} · backend: {model['backend']} "
