@@ -50,21 +50,25 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _prepare(app_name: str, input_path: Path, config: Optional[Path], overrides: dict) -> dict:
+def _prepare(app_name: str, input_path: Optional[Path], config: Optional[Path], overrides: dict) -> dict:
     """Validate the options that need no model; return the merged settings."""
     from burnscope.applications.burn_triage.settings import SettingsError, load_settings
 
     if app_name not in APPLICATIONS:
         _fail(f"unknown application {app_name!r}; available: {', '.join(APPLICATIONS)}")
-    if not input_path.exists():
-        _fail(f"input not found: {input_path}")
-    if input_path.is_dir() and not any(p.is_file() for p in input_path.rglob("*")):
-        _fail(f"input folder is empty: {input_path}")
     try:
-        return load_settings(config, overrides)
+        settings = load_settings(config, overrides)
     except SettingsError as exc:
         _fail(str(exc))
-    raise AssertionError("unreachable")
+    kind = settings["source"]["kind"]
+    if kind == "folder":  # watch creates its folder; scp needs none
+        if input_path is None:
+            _fail("-i/--input is required (or --watch DIR / --listen PORT)")
+        if not input_path.exists():
+            _fail(f"input not found: {input_path}")
+        if input_path.is_dir() and not any(p.is_file() for p in input_path.rglob("*")):
+            _fail(f"input folder is empty: {input_path}")
+    return settings
 
 
 def _read_case(path: Path) -> dict:
@@ -137,7 +141,7 @@ CONFIG_OPT = typer.Option(None, "-c", "--config", help="YAML overriding applicat
 
 def run(
     app_name: str = APP_ARG,
-    input_path: Path = INPUT_OPT,
+    input_path: Optional[Path] = typer.Option(None, "-i", "--input", help="DICOM folder (recursive) or file; with --watch, the folder to watch."),
     output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the reports."),
     model: Optional[str] = MODEL_OPT,
     backend: Optional[str] = BACKEND_OPT,
@@ -146,6 +150,11 @@ def run(
     batch_size: Optional[int] = BATCH_OPT,
     scheduler: Optional[str] = SCHED_OPT,
     config: Optional[Path] = CONFIG_OPT,
+    watch: bool = typer.Option(False, "--watch", help="Watch the input folder and process files as they land (until stopped)."),
+    listen: Optional[int] = typer.Option(None, "--listen", help="Receive images as a DICOM C-STORE SCP on this port (until stopped)."),
+    ae_title: Optional[str] = typer.Option(None, "--ae-title", help="AE title of the C-STORE SCP (default BURNSCOPE)."),
+    stop_after_idle: Optional[float] = typer.Option(None, "--stop-after-idle", help="--watch/--listen: stop after this many seconds without a new file."),
+    max_files: Optional[int] = typer.Option(None, "--max-files", help="--watch/--listen: stop after this many files."),
     case: Optional[Path] = typer.Option(None, "--case", help="Case data (JSON, keys as in `burnscope decide`) for every image; sidecars override it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
@@ -157,9 +166,24 @@ def run(
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     if case is not None:
         overrides["decision_support"] = {"default_case": _read_case(case)}
+    if watch and listen is not None:
+        _fail("choose one of --watch and --listen")
+    source = overrides["source"]
+    source.update(stop_after_idle=stop_after_idle, max_files=max_files)
+    if watch:
+        if input_path is None:
+            _fail("--watch needs -i/--input: the folder to watch")
+        source["kind"] = "watch"
+    elif listen is not None:
+        source.update(kind="scp", scp={"port": listen, "ae_title": ae_title})
+        input_path = input_path or output_dir
     settings = _prepare(app_name, input_path, config, overrides)
     components = _load_components(settings, model)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if settings["source"]["kind"] != "folder":
+        scp = settings["source"]["scp"]
+        where = f"port {scp['port']} as {scp['ae_title']}" if settings["source"]["kind"] == "scp" else str(input_path)
+        console.print(f"listening on {where}; Ctrl-C stops", highlight=False)
     progress = Progress(TextColumn("files"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=quiet or input_path.is_file())
     task = progress.add_task("files", total=None)
@@ -186,6 +210,7 @@ def bench_burn_triage(
     batch_size: Optional[int] = typer.Option(1, "--batch-size", help="Images per message (1: per-image latency)."),
     scheduler: Optional[str] = SCHED_OPT,
     config: Optional[Path] = CONFIG_OPT,
+    formats: Optional[str] = typer.Option(None, "--formats", help="Report formats rendered, comma-separated (default from config: all six)."),
     period_ms: Optional[float] = typer.Option(None, "--period-ms", help="Pace the source: one batch per period (unloaded latency); default: as fast as possible."),
     direct: bool = typer.Option(True, "--direct/--no-direct", help="Also time the same stages called without Holoscan (overhead)."),
 ) -> None:
@@ -196,6 +221,8 @@ def bench_burn_triage(
 
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     overrides["source"]["period_ms"] = period_ms
+    if formats:
+        overrides["report"] = {"formats": [f.strip() for f in formats.split(",") if f.strip()]}
     settings = _prepare("burn-triage", input_path, config, overrides)
     components = _load_components(settings, model)
     with console.status(f"benchmarking burn-triage ({repeat} runs after a warm-up)..."):

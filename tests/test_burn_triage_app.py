@@ -291,3 +291,105 @@ def test_app_keeps_reports_in_the_outbox_while_the_server_is_down(tiny_settings,
     summary = run_triage(up, SAMPLE, tmp_path, components)
     assert summary["delivery"]["pending"] == 0
     assert len(endpoint.received) == images
+
+
+# --- other ways in: a C-STORE SCP and a watched folder feed the same graph -----------------
+
+
+def _send_in_background(send):
+    import threading
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def _scp_settings(tiny_settings, port, files):
+    scp = dict(tiny_settings["source"]["scp"], port=port, sop_classes="all")
+    source = dict(tiny_settings["source"], kind="scp", scp=scp, max_files=files, stop_after_idle=30)
+    return dict(tiny_settings, source=source, report=dict(tiny_settings["report"], formats=["json", "txt"]))
+
+
+def test_cstore_round_trip_through_the_app_produces_reports(tiny_settings, components, tmp_path):
+    """pynetdicom SCU → the app's C-STORE SCP → a report per image."""
+    import pydicom
+    from pynetdicom import AE
+    from test_dicom_scp import GOOD_FILES, _free_port, _wait_for_port
+
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    port = _free_port()
+    statuses = []
+
+    def send():
+        _wait_for_port(port)
+        ae = AE(ae_title="MODALITY")
+        datasets = [pydicom.dcmread(p) for p in GOOD_FILES]
+        for ds in datasets:
+            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", port, ae_title="BURNSCOPE")
+        statuses.extend(assoc.send_c_store(ds).Status for ds in datasets)
+        assoc.release()
+
+    thread = _send_in_background(send)
+    summary = run_triage(_scp_settings(tiny_settings, port, len(GOOD_FILES)), tmp_path / "in", tmp_path / "out", components)
+    thread.join(timeout=30)
+    images, _ = _expected_counts()
+    assert statuses == [0] * len(GOOD_FILES)
+    assert summary["images"] == summary["reports"] == images
+    reports = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("*.json")]
+    reports = [r for r in reports if "finding" in r]  # image reports (not study roll-ups)
+    sent = {str(pydicom.dcmread(p).SOPInstanceUID) for p in GOOD_FILES}
+    assert {r["source"]["sop_instance_uid"] for r in reports} == sent
+
+
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu) not installed")
+def test_dcmtk_storescu_to_the_app(tiny_settings, components, tmp_path):
+    """dcmtk's storescu, a client written elsewhere, as the sending modality."""
+    import subprocess
+
+    from test_dicom_scp import GOOD_FILES, _free_port, _wait_for_port
+
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    port = _free_port()
+    result = {}
+
+    def send():
+        _wait_for_port(port)
+        result["proc"] = subprocess.run(["storescu", "-aec", "BURNSCOPE", "-aet", "DCMTK", "-xy", "127.0.0.1", str(port),
+                                         *map(str, GOOD_FILES)], capture_output=True, text=True, timeout=60)
+
+    thread = _send_in_background(send)
+    summary = run_triage(_scp_settings(tiny_settings, port, len(GOOD_FILES)), tmp_path / "in", tmp_path / "out", components)
+    thread.join(timeout=30)
+    assert result["proc"].returncode == 0, result["proc"].stderr
+    assert summary["reports"] == _expected_counts()[0]
+
+
+def test_watched_folder_feeds_the_app(tiny_settings, components, tmp_path):
+    import time
+
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    source_file = SAMPLE / "study-001" / "IMG-0001.dcm"
+
+    def drop():  # a file lands after the app started, written in two pieces
+        time.sleep(1.0)
+        data = source_file.read_bytes()
+        with open(watched / "IMG-0001.dcm", "wb") as handle:
+            handle.write(data[: len(data) // 2])
+            handle.flush()
+            time.sleep(0.3)  # shorter than settle_seconds: the half file must not be read
+            handle.write(data[len(data) // 2 :])
+
+    source = dict(tiny_settings["source"], kind="watch", max_files=1, stop_after_idle=20,
+                  watch={"poll_interval": 0.1, "settle_seconds": 1.0})
+    settings = dict(tiny_settings, source=source, report=dict(tiny_settings["report"], formats=["json"]))
+    thread = _send_in_background(drop)
+    summary = run_triage(settings, watched, tmp_path / "out", components)
+    thread.join(timeout=10)
+    assert summary["images"] == summary["reports"] == 1 and summary["errors"] == 0
+    assert (tmp_path / "out" / "IMG-0001.json").is_file()

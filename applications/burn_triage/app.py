@@ -28,7 +28,11 @@ from holoscan.schedulers import EventBasedScheduler, GreedyScheduler
 
 from burnscope.operators.burn_severity.operator import BurnSeverityOp
 from burnscope.operators.decision_support.operator import DecisionSupportOp
-from burnscope.operators.dicom_loader.operator import DicomFolderSourceOp
+from burnscope.operators.dicom_loader.operator import (
+    DicomFolderSourceOp,
+    DicomStoreSCPSourceOp,
+    DicomWatchSourceOp,
+)
 from burnscope.operators.inference.operator import InferenceOp
 from burnscope.operators.preprocess.operator import PreprocessOp
 from burnscope.operators.report.operator import ReportEmitterOp
@@ -86,7 +90,8 @@ class BurnTriageApp(Application):
 
     Parameters:
         settings: merged settings (``applications/burn_triage/config.yaml`` + overrides).
-        input_path: folder (recursive) or file(s) of DICOM images.
+        input_path: folder (recursive) or file(s) of DICOM images; the watched folder for
+            ``source.kind: watch``; for ``scp`` the folder that report names are relative to.
         output_dir: where reports and ``errors.jsonl`` go; ``None`` runs headless (reports are
             rendered but only counted, as the benchmark does).
         components: the cores from :func:`build_components`.
@@ -118,16 +123,7 @@ class BurnTriageApp(Application):
         # 0 lets it run ahead, and latency then includes the wait in the graph's queues.
         period_ms = float(s["source"].get("period_ms") or 0)
         pacing = [PeriodicCondition(self, recess_period=int(period_ms * 1e6), name="pacing")] if period_ms > 0 else []
-        source = DicomFolderSourceOp(
-            self,
-            *pacing,
-            name="medical_images",
-            input_path=self.input_path,
-            batch_size=s["source"]["batch_size"],
-            workers=s["source"]["workers"],
-            max_pixels=s["source"]["max_pixels"],
-            on_progress=self.on_progress,
-        )
+        source = self._source(pacing)
         imaging = PreprocessOp(
             self, name="imaging", preprocessor=c.preprocessor, keep_thumbnails=s["preprocess"]["keep_thumbnails"]
         )
@@ -141,7 +137,7 @@ class BurnTriageApp(Application):
             name="report_emitter",
             formats=s["report"]["formats"],
             # reports mirror the input's folders, so they sort with their source
-            source_root=str(self.input_path if self.input_path.is_dir() else self.input_path.parent),
+            source_root=str(self._source_root(source)),
             study_rollup=bool(s["report"].get("study_rollup", False)),
         )
         # The tallies feed the run summary; a headless (benchmark) run ends in them.
@@ -184,6 +180,29 @@ class BurnTriageApp(Application):
             for op in (source, imaging, biomedclip, diagnosis, decision, emitter, reports_sink, errors_sink)
         })
         self.tallies = {"findings": findings_tally, "errors": errors_tally}
+
+
+    def _source_root(self, source: Any) -> Path:
+        if isinstance(source, DicomStoreSCPSourceOp):
+            return Path(source.scp.spool_dir)
+        return self.input_path if self.input_path.is_dir() else self.input_path.parent
+
+    def _source(self, conditions: list[Any]) -> Any:
+        """The "Medical Images" box: a folder read once, a watched folder, or a C-STORE SCP."""
+        src = self.settings["source"]
+        common = dict(name="medical_images", batch_size=src["batch_size"], workers=src["workers"],
+                      max_pixels=src["max_pixels"])
+        if src["kind"] == "folder":
+            return DicomFolderSourceOp(self, *conditions, input_path=self.input_path, on_progress=self.on_progress, **common)
+        until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"))
+        if src["kind"] == "watch":
+            watch = src.get("watch") or {}
+            return DicomWatchSourceOp(
+                self, watch_path=self.input_path, poll_interval=float(watch.get("poll_interval", 0.5)),
+                settle_seconds=float(watch.get("settle_seconds", 1.0)), on_progress=self.on_progress, **until, **common,
+            )
+        scp = dict(src.get("scp") or {})
+        return DicomStoreSCPSourceOp(self, **{k: v for k, v in scp.items() if v is not None}, **until, **common)
 
 
 def finding_label(bundle: Any) -> str | None:

@@ -63,7 +63,7 @@ def summarise(app: BurnTriageApp, wall_s: float) -> dict[str, Any]:
     findings, errors = app.tallies["findings"], app.tallies["errors"]
     info = app.components.model_info
     summary = {
-        "files": source.files_total,
+        "files": getattr(source, "files_total", source.files_done),
         "images": source.images_emitted,
         # reports the sink wrote (folder) or received (headless)
         "reports": reports.written if hasattr(reports, "written") else reports.count,
@@ -166,6 +166,7 @@ def bench_triage(
         "batch_size": settings["source"]["batch_size"],
         "scheduler": settings["scheduler"]["kind"],
         "period_ms": settings["source"].get("period_ms") or 0,
+        "report_formats": list(settings["report"]["formats"]),
         "images_per_run": summary.get("images", 0),
         "errors_per_run": summary.get("errors", 0),
         "messages": len(latencies),

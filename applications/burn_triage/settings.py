@@ -15,6 +15,7 @@ import yaml
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 SCHEDULERS = ("greedy", "event_based")
+SOURCES = ("folder", "watch", "scp")
 
 
 class SettingsError(ValueError):
@@ -69,6 +70,9 @@ def validate(settings: dict[str, Any]) -> None:
     backend = settings["inference"]["backend"]
     if backend not in BACKENDS:
         raise SettingsError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    source = settings["source"]["kind"]
+    if source not in SOURCES:
+        raise SettingsError(f"unknown source kind {source!r}; choose one of: {', '.join(SOURCES)}")
     kind = settings["scheduler"]["kind"]
     if kind not in SCHEDULERS:
         raise SettingsError(f"unknown scheduler {kind!r}; choose one of: {', '.join(SCHEDULERS)}")
