@@ -91,7 +91,7 @@ class BurnTriageApp(Application):
     Parameters:
         settings: merged settings (``applications/burn_triage/config.yaml`` + overrides).
         input_path: folder (recursive) or file(s) of DICOM images; the watched folder for
-            ``source.kind: watch``; for ``scp`` the folder that report names are relative to.
+            ``source.kind: watch``; unused for ``scp`` (reports are named after the spooled files).
         output_dir: where reports and ``errors.jsonl`` go; ``None`` runs headless (reports are
             rendered but only counted, as the benchmark does).
         components: the cores from :func:`build_components`.
