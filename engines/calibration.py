@@ -1,0 +1,147 @@
+"""Images for calibration and fidelity checks: read a folder, preprocess like BiomedCLIP.
+
+JPEG/PNG/TIFF/BMP are decoded with PIL, DICOM with burnscope's DICOM loader (when importable),
+and everything goes through burnscope's preprocessor (or open_clip's transform when that module
+is not available), so INT8 scales are calibrated on exactly what the engine will see.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    if path.suffix:
+        return False
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def image_files(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """Photos and DICOM files under the given folders (or files), sorted, recursively."""
+    files: list[Path] = []
+    for folder in folders:
+        root = Path(folder)
+        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in candidates:
+            if path.suffix.lower() in PHOTO_SUFFIXES or _is_dicom(path):
+                files.append(path)
+    return files
+
+
+def read_rgb(path: Path) -> list[np.ndarray]:
+    """H×W×3 uint8 images of one file (DICOM: one per frame); [] when it cannot be decoded."""
+    if _is_dicom(path):
+        try:
+            from burnscope.operators.dicom_loader.core import DicomLoader
+        except ImportError:
+            log.warning("%s: DICOM loader not available, skipped", path.name)
+            return []
+        images, errors = DicomLoader(workers=1, read_sidecars=False).load_file(path)
+        for error in errors:
+            log.info("%s: skipped (%s)", path.name, error.reason)
+        return [np.asarray(record.pixels) for record in images]
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return [np.asarray(image.convert("RGB"))]
+    except Exception as exc:  # a broken file must not stop calibration
+        log.info("%s: skipped (%s)", path.name, exc)
+        return []
+
+
+def iter_rgb(folders: Iterable[str | os.PathLike], limit: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(file name, RGB image) pairs from the folders, at most ``limit`` images."""
+    count = 0
+    for path in image_files(folders):
+        for index, rgb in enumerate(read_rgb(path)):
+            if rgb.ndim != 3 or min(rgb.shape[:2]) < 8:
+                continue
+            yield (path.name if index == 0 else f"{path.name}#{index + 1}"), rgb
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+
+def _open_clip_transform(config: dict):
+    from open_clip.transform import image_transform
+    from PIL import Image
+
+    cfg = config.get("preprocess_cfg", config)
+    transform = image_transform(
+        cfg.get("image_size", 224), is_train=False, mean=cfg.get("mean"), std=cfg.get("std"),
+        interpolation=cfg.get("interpolation", "bicubic"), resize_mode=cfg.get("resize_mode", "shortest"),
+    )
+    return lambda images: np.stack([transform(Image.fromarray(im)).numpy() for im in images]).astype(np.float32)
+
+
+def preprocessor(config: dict):
+    """A callable: list of RGB uint8 images → N×3×S×S float32 NumPy batch (CPU).
+
+    burnscope's own preprocessor when it imports and works, else open_clip's transform (the
+    reference it is tested against), so calibration never depends on one module's state.
+    """
+    fallback = _open_clip_transform(config)
+    try:
+        from burnscope.operators.preprocess.core import Preprocessor
+
+        pre = Preprocessor.from_config(config, device="cpu", dtype="float32")
+        pre([np.zeros((16, 16, 3), np.uint8)])  # smoke test
+    except Exception as exc:
+        log.info("burnscope preprocessor unavailable (%s); using open_clip's transform", exc)
+        return fallback
+    return lambda images: np.asarray(pre(list(images)), np.float32)
+
+
+def sample_photo_dirs() -> list[Path]:
+    """Folders of real photographs available offline: scikit-image's samples and sample_data/."""
+    dirs: list[Path] = []
+    try:
+        import skimage.data
+
+        dirs.append(Path(skimage.data.__file__).parent)
+    except ImportError:
+        pass
+    repo_samples = Path(__file__).resolve().parents[1] / "sample_data"
+    if repo_samples.is_dir():
+        dirs.append(repo_samples)
+    return dirs
+
+
+def load_batch(
+    folders: Iterable[str | os.PathLike], config: dict, limit: int | None = None, augment: bool = False
+) -> tuple[list[str], np.ndarray]:
+    """Names and the preprocessed N×3×S×S float32 batch of the images in ``folders``.
+
+    ``augment`` adds a mirrored copy and a centre zoom of each image: more varied activations
+    for calibration when only a few images are at hand.
+    """
+    names: list[str] = []
+    images: list[np.ndarray] = []
+    for name, rgb in iter_rgb(folders, limit):
+        names.append(name)
+        images.append(rgb)
+        if augment:
+            h, w = rgb.shape[:2]
+            names += [f"{name}:mirror", f"{name}:zoom"]
+            images += [np.ascontiguousarray(rgb[:, ::-1]), np.ascontiguousarray(rgb[h // 6 : h - h // 6, w // 6 : w - w // 6])]
+    if not images:
+        size = int(config.get("preprocess_cfg", config).get("image_size", 224))
+        return [], np.zeros((0, 3, size, size), np.float32)
+    return names, preprocessor(config)(images)
