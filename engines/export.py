@@ -66,32 +66,19 @@ def onnx_path(bundle, tower: str = "image", precision: str = "fp32") -> Path:
     return onnx_dir(bundle) / f"{tower}-{bundle.fingerprint}-{precision}.onnx"
 
 
-def _image_module(bundle):
+def _tower_module(bundle, encode: str):
+    """``bundle.model.<encode>(x, normalize=True)`` as a module for export (one tower, eval mode)."""
     import torch
 
-    class ImageTower(torch.nn.Module):
+    class Tower(torch.nn.Module):
         def __init__(self, model):
             super().__init__()
             self.model = model
 
-        def forward(self, images):
-            return self.model.encode_image(images, normalize=True)
+        def forward(self, inputs):
+            return getattr(self.model, encode)(inputs, normalize=True)
 
-    return ImageTower(bundle.model).eval()
-
-
-def _text_module(bundle):
-    import torch
-
-    class TextTower(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids):
-            return self.model.encode_text(input_ids, normalize=True)
-
-    return TextTower(bundle.model).eval()
+    return Tower(bundle.model).eval()
 
 
 def sample_images(batch: int = 2, size: int = 224, seed: int = 0) -> np.ndarray:
@@ -227,6 +214,36 @@ def _cached(path: Path, fingerprint: str) -> dict[str, Any] | None:
     return meta if meta.get("fingerprint") == fingerprint and meta.get("check", {}).get("ok") else None
 
 
+def _export_tower(
+    bundle,
+    tower: str,
+    path: str | os.PathLike | None,
+    encode: str,
+    input_name: str,
+    example: Callable[[], np.ndarray],
+    check_inputs: Callable[[], np.ndarray],
+    reference: Callable[[np.ndarray], np.ndarray],
+    opset: int,
+    atol: float,
+    min_cosine: float,
+    external_data_mb: float,
+    force: bool,
+) -> Path:
+    """Exports one tower to fp32 ONNX, checks it against ``reference`` and records the check.
+
+    ``example`` and ``check_inputs`` are called only when no valid cached file exists.
+    """
+    path = Path(path) if path else onnx_path(bundle, tower, "fp32")
+    if not force and _cached(path, bundle.fingerprint):
+        return path
+    started = time.perf_counter()
+    _export(_tower_module(bundle, encode), example(), path, input_name, opset, external_data_mb)
+    result = verify_onnx(path, reference, check_inputs(), atol, min_cosine)
+    _write_meta(path, bundle, tower, "fp32", opset, result, time.perf_counter() - started)
+    log.info("exported %s tower to %s (max abs diff %.2e)", tower, path, result.max_abs_diff)
+    return path
+
+
 def export_image_tower(
     bundle,
     path: str | os.PathLike | None = None,
@@ -237,18 +254,15 @@ def export_image_tower(
     force: bool = False,
 ) -> Path:
     """The image tower as a checked fp32 ONNX file (cached per model fingerprint)."""
-    path = Path(path) if path else onnx_path(bundle, "image", "fp32")
-    if not force and _cached(path, bundle.fingerprint):
-        return path
     size = int(bundle.config.get("preprocess_cfg", {}).get("image_size", 224))
-    example = sample_images(2, size)
-    started = time.perf_counter()
-    _export(_image_module(bundle), example, path, "images", opset, external_data_mb)
-    # Batch 3 for the check: the traced batch was 2, so this also proves the batch axis is dynamic.
-    result = verify_onnx(path, bundle.encode_images, sample_images(3, size, seed=1), atol, min_cosine)
-    _write_meta(path, bundle, "image", "fp32", opset, result, time.perf_counter() - started)
-    log.info("exported image tower to %s (max abs diff %.2e)", path, result.max_abs_diff)
-    return path
+    return _export_tower(
+        bundle, "image", path, "encode_image", "images",
+        example=lambda: sample_images(2, size),
+        # Batch 3 for the check: the traced batch was 2, so this also proves the batch axis is dynamic.
+        check_inputs=lambda: sample_images(3, size, seed=1),
+        reference=bundle.encode_images,
+        opset=opset, atol=atol, min_cosine=min_cosine, external_data_mb=external_data_mb, force=force,
+    )
 
 
 def export_text_tower(
@@ -263,19 +277,17 @@ def export_text_tower(
     """The text tower (token ids → normalised embeddings) as a checked fp32 ONNX file."""
     import torch
 
-    path = Path(path) if path else onnx_path(bundle, "text", "fp32")
-    if not force and _cached(path, bundle.fingerprint):
-        return path
-    started = time.perf_counter()
-    _export(_text_module(bundle), sample_tokens(bundle, 2), path, "input_ids", opset, external_data_mb)
-
     def reference(tokens: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return bundle.model.encode_text(torch.as_tensor(tokens), normalize=True).float().numpy()
 
-    result = verify_onnx(path, reference, sample_tokens(bundle, 3), atol, min_cosine)
-    _write_meta(path, bundle, "text", "fp32", opset, result, time.perf_counter() - started)
-    return path
+    return _export_tower(
+        bundle, "text", path, "encode_text", "input_ids",
+        example=lambda: sample_tokens(bundle, 2),
+        check_inputs=lambda: sample_tokens(bundle, 3),  # batch 3 proves the batch axis is dynamic
+        reference=reference,
+        opset=opset, atol=atol, min_cosine=min_cosine, external_data_mb=external_data_mb, force=force,
+    )
 
 
 def _write_meta(path: Path, bundle, tower: str, precision: str, opset: int, result: CheckResult, seconds: float) -> None:

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from dicom_helpers import GOOD_FILES, SAMPLE, free_port, in_background, pynetdicom_send, storescu_send
 from typer.testing import CliRunner
 
 from burnscope.applications.burn_triage.settings import SettingsError, load_settings
 from burnscope.applications.cli import app as cli_app
 from burnscope.operators.messages import DEMO_BANNER
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
 
 
@@ -245,8 +245,6 @@ def fhir_endpoint():
 
     from test_fhir_post import _FhirEndpoint  # the validating endpoint of the FHIR sink tests
 
-    from burnscope.operators.sinks.orthanc_local import free_port
-
     _FhirEndpoint.received, _FhirEndpoint.outage = [], 0
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), _FhirEndpoint)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -277,7 +275,6 @@ def test_app_delivers_every_report_to_a_fhir_endpoint_exactly_once(tiny_settings
 
 def test_app_keeps_reports_in_the_outbox_while_the_server_is_down(tiny_settings, components, tmp_path, fhir_endpoint):
     from burnscope.applications.burn_triage.runner import run_triage
-    from burnscope.operators.sinks.orthanc_local import free_port
 
     down = f"http://127.0.0.1:{free_port()}/fhir"  # nothing listens there
     summary = run_triage(_with_fhir(tiny_settings, down, drain_s=0.5), SAMPLE, tmp_path, components)
@@ -296,14 +293,6 @@ def test_app_keeps_reports_in_the_outbox_while_the_server_is_down(tiny_settings,
 # --- other ways in: a C-STORE SCP and a watched folder feed the same graph -----------------
 
 
-def _send_in_background(send):
-    import threading
-
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    return thread
-
-
 def _scp_settings(tiny_settings, port, files):
     scp = dict(tiny_settings["source"]["scp"], port=port, sop_classes="all")
     source = dict(tiny_settings["source"], kind="scp", scp=scp, max_files=files, stop_after_idle=30)
@@ -313,25 +302,16 @@ def _scp_settings(tiny_settings, port, files):
 def test_cstore_round_trip_through_the_app_produces_reports(tiny_settings, components, tmp_path):
     """pynetdicom SCU → the app's C-STORE SCP → a report per image."""
     import pydicom
-    from pynetdicom import AE
-    from test_dicom_scp import GOOD_FILES, _free_port, _wait_for_port
 
     from burnscope.applications.burn_triage.runner import run_triage
 
-    port = _free_port()
+    port = free_port()
     statuses = []
 
     def send():
-        _wait_for_port(port)
-        ae = AE(ae_title="MODALITY")
-        datasets = [pydicom.dcmread(p) for p in GOOD_FILES]
-        for ds in datasets:
-            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-        assoc = ae.associate("127.0.0.1", port, ae_title="BURNSCOPE")
-        statuses.extend(assoc.send_c_store(ds).Status for ds in datasets)
-        assoc.release()
+        statuses.extend(pynetdicom_send(port, GOOD_FILES, ae_title="MODALITY"))
 
-    thread = _send_in_background(send)
+    thread = in_background(send)
     summary = run_triage(_scp_settings(tiny_settings, port, len(GOOD_FILES)), tmp_path / "in", tmp_path / "out", components)
     thread.join(timeout=30)
     images, _ = _expected_counts()
@@ -346,21 +326,15 @@ def test_cstore_round_trip_through_the_app_produces_reports(tiny_settings, compo
 @pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu) not installed")
 def test_dcmtk_storescu_to_the_app(tiny_settings, components, tmp_path):
     """dcmtk's storescu, a client written elsewhere, as the sending modality."""
-    import subprocess
-
-    from test_dicom_scp import GOOD_FILES, _free_port, _wait_for_port
-
     from burnscope.applications.burn_triage.runner import run_triage
 
-    port = _free_port()
+    port = free_port()
     result = {}
 
     def send():
-        _wait_for_port(port)
-        result["proc"] = subprocess.run(["storescu", "-aec", "BURNSCOPE", "-aet", "DCMTK", "-xy", "127.0.0.1", str(port),
-                                         *map(str, GOOD_FILES)], capture_output=True, text=True, timeout=60)
+        result["proc"] = storescu_send(port, GOOD_FILES)
 
-    thread = _send_in_background(send)
+    thread = in_background(send)
     summary = run_triage(_scp_settings(tiny_settings, port, len(GOOD_FILES)), tmp_path / "in", tmp_path / "out", components)
     thread.join(timeout=30)
     assert result["proc"].returncode == 0, result["proc"].stderr
@@ -388,7 +362,7 @@ def test_watched_folder_feeds_the_app(tiny_settings, components, tmp_path):
     source = dict(tiny_settings["source"], kind="watch", max_files=1, stop_after_idle=20,
                   watch={"poll_interval": 0.1, "settle_seconds": 1.0})
     settings = dict(tiny_settings, source=source, report=dict(tiny_settings["report"], formats=["json"]))
-    thread = _send_in_background(drop)
+    thread = in_background(drop)
     summary = run_triage(settings, watched, tmp_path / "out", components)
     thread.join(timeout=10)
     assert summary["images"] == summary["reports"] == 1 and summary["errors"] == 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from pathlib import Path
+
+from dicom_helpers import SAMPLE, run_source_graph
 
 from burnscope.operators.dicom_loader.core import DicomLoader
 from burnscope.operators.dicom_loader.watcher import FolderWatcher
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 SOURCE = SAMPLE / "study-001" / "IMG-0001.dcm"
 
 
@@ -61,32 +60,13 @@ def test_temporary_names_are_ignored_until_renamed(tmp_path):
 
 
 def test_watch_source_operator_in_a_graph(tmp_path):
-    from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401
-    from holoscan.core import Application, Operator
-
     from burnscope.operators.dicom_loader.operator import DicomWatchSourceOp
 
-    class Collect(Operator):
-        def __init__(self, fragment, *args, **kwargs):
-            self.images, self.errors = [], []
-            super().__init__(fragment, *args, **kwargs)
-
-        def setup(self, spec):
-            spec.input("images")
-            spec.input("errors")
-
-        def compute(self, op_input, op_output, context):
-            self.images += op_input.receive("images")
-            self.errors += op_input.receive("errors")
-
-    class App(Application):
-        def compose(self):
-            self.source = DicomWatchSourceOp(
-                self, name="watch", watch_path=str(tmp_path), poll_interval=0.05, settle_seconds=0.5,
-                max_files=2, workers=1,
-            )
-            self.sink = Collect(self, name="collect")
-            self.add_flow(self.source, self.sink, {("images", "images"), ("errors", "errors")})
+    def watch(app):
+        return DicomWatchSourceOp(
+            app, name="watch", watch_path=str(tmp_path), poll_interval=0.05, settle_seconds=0.5,
+            max_files=2, workers=1,
+        )
 
     def writer():
         time.sleep(0.2)
@@ -98,10 +78,6 @@ def test_watch_source_operator_in_a_graph(tmp_path):
                 time.sleep(0.05)
         (tmp_path / "notes.txt").write_text("not an image")
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    app = App()
-    app.run()
-    thread.join()
+    app = run_source_graph(watch, background=writer)
     assert len(app.sink.images) == 1 and app.sink.images[0].pixels.shape == (288, 384, 3)
     assert [e.reason for e in app.sink.errors] == ["not_dicom"]

@@ -517,6 +517,28 @@ def referral(
     }
 
 
+def _referral_for_case(
+    p: Mapping[str, Any],
+    *,
+    by_depth: Mapping[str, float] | None,
+    special_areas: Mapping[str, str],
+    depths_seen: Iterable[str] = (),
+) -> dict[str, Any]:
+    """:func:`referral` with the patient fields taken from a parsed case (``_parse_case``)."""
+    return referral(
+        by_depth=by_depth,
+        special_areas=special_areas,
+        age_years=p["age_years"],
+        weight_kg=p["weight_kg"],
+        mechanism=p["mechanism"],
+        inhalation_injury=p["inhalation_injury"],
+        voltage_v=p["voltage_v"],
+        concomitant_trauma=p["concomitant_trauma"],
+        comorbidities=p["comorbidities"],
+        depths_seen=depths_seen,
+    )
+
+
 def special_area_of_site(body_site: str) -> str | None:
     """ABA special area named by a free-text body site ("Left hand", "FACE"...), or None."""
     text = (body_site or "").replace("_", " ")
@@ -678,17 +700,7 @@ def decide(case: Mapping[str, Any]) -> dict[str, Any]:
         ]
         special[name] = _deeper(special.get(name), max(depths_known, key=DEPTHS.index))
     _fluids(p, out["tbsa_percent"], out["paediatric"], out)
-    out["referral"] = referral(
-        by_depth=out["tbsa_by_depth"],
-        special_areas=special,
-        age_years=p["age_years"],
-        weight_kg=p["weight_kg"],
-        mechanism=p["mechanism"],
-        inhalation_injury=p["inhalation_injury"],
-        voltage_v=p["voltage_v"],
-        concomitant_trauma=p["concomitant_trauma"],
-        comorbidities=p["comorbidities"],
-    )
+    out["referral"] = _referral_for_case(p, by_depth=out["tbsa_by_depth"], special_areas=special)
     for key in ("age_years", "mechanism", "inhalation_injury"):
         if p[key] is None and key not in out["missing"]:
             out["missing"].append(key)
@@ -741,18 +753,7 @@ def decide_for_finding(
     if not body_site:
         out["missing"].append("body_site")
     p = _parse_case(case)
-    out["referral"] = referral(
-        by_depth=None,
-        special_areas=special,
-        age_years=p["age_years"],
-        weight_kg=p["weight_kg"],
-        mechanism=p["mechanism"],
-        inhalation_injury=p["inhalation_injury"],
-        voltage_v=p["voltage_v"],
-        concomitant_trauma=p["concomitant_trauma"],
-        comorbidities=p["comorbidities"],
-        depths_seen=[image_depth],
-    )
+    out["referral"] = _referral_for_case(p, by_depth=None, special_areas=special, depths_seen=[image_depth])
     return out
 
 

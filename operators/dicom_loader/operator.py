@@ -141,7 +141,56 @@ class DicomFolderSourceOp(Operator):
         self.loader.close()
 
 
-class DicomWatchSourceOp(Operator):
+def _with_poll_period(fragment: Any, args: tuple, poll_interval: float) -> tuple:
+    """``args`` with a ``PeriodicCondition`` of ``poll_interval`` seconds, unless one is given."""
+    if any(isinstance(a, PeriodicCondition) for a in args):
+        return args
+    period = datetime.timedelta(seconds=float(poll_interval))
+    return (PeriodicCondition(fragment, recess_period=period, name="poll_period"), *args)
+
+
+class _PolledSourceMixin:
+    """Tick logic shared by the polling sources: decode newly completed files, emit a batch.
+
+    The host operator sets ``loader``, ``batch_size`` and ``max_files`` and calls
+    ``_reset_counters()`` (``files_done``, ``images_emitted``, ``errors_emitted``, the queues) in
+    ``__init__``.
+    """
+
+    def _reset_counters(self) -> None:
+        self.files_done = 0
+        self.images_emitted = 0
+        self.errors_emitted = 0
+        self._images: list[ImageRecord] = []
+        self._errors: list[ErrorRecord] = []
+
+    def _load_ready(self, ready: Sequence[Any], root: Any,
+                    on_file: Callable[[FileResult], None] | None = None) -> None:
+        """Decodes ``ready`` files (relative to ``root``) into the queues; marks activity."""
+        self._last_activity = time.monotonic()
+        for result in self.loader.iter_file_results(ready, root):
+            self.files_done += 1
+            self._images.extend(result.images)
+            if result.error is not None:
+                self._errors.append(result.error)
+            if on_file is not None:
+                on_file(result)
+
+    def _emit_batch(self, op_output: Any) -> bool:
+        """Emits up to ``batch_size`` queued images and all queued errors; True if images remain."""
+        images, self._images = self._images[: self.batch_size], self._images[self.batch_size :]
+        errors, self._errors = self._errors, []
+        op_output.emit(images, "images")
+        op_output.emit(errors, "errors")
+        self.images_emitted += len(images)
+        self.errors_emitted += len(errors)
+        return bool(self._images)
+
+    def _max_files_reached(self) -> bool:
+        return self.max_files is not None and self.files_done >= self.max_files
+
+
+class DicomWatchSourceOp(_PolledSourceMixin, Operator):
     """Watches a folder and emits images of DICOM files once they are completely written.
 
     Named inputs:
@@ -189,43 +238,28 @@ class DicomWatchSourceOp(Operator):
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files
         self.on_progress = on_progress
-        self.files_done = 0
-        self.images_emitted = 0
-        self.errors_emitted = 0
-        self._images: list[ImageRecord] = []
-        self._errors: list[ErrorRecord] = []
+        self._reset_counters()
         self._last_activity = time.monotonic()
-        if not any(isinstance(a, PeriodicCondition) for a in args):
-            period = datetime.timedelta(seconds=float(poll_interval))
-            args = (PeriodicCondition(fragment, recess_period=period, name="poll_period"), *args)
+        args = _with_poll_period(fragment, args, poll_interval)
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.output("images")
         spec.output("errors")
 
+    def _report_progress(self, result: FileResult) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.files_done, self.files_done + self.watcher.pending, result)
+
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         ready = self.watcher.poll()
         if self.max_files is not None:
             ready = ready[: max(0, self.max_files - self.files_done)]
         if ready:
-            self._last_activity = time.monotonic()
-            for result in self.loader.iter_file_results(ready, self.watcher.root):
-                self.files_done += 1
-                self._images.extend(result.images)
-                if result.error is not None:
-                    self._errors.append(result.error)
-                if self.on_progress is not None:
-                    self.on_progress(self.files_done, self.files_done + self.watcher.pending, result)
-        images, self._images = self._images[: self.batch_size], self._images[self.batch_size :]
-        errors, self._errors = self._errors, []
-        op_output.emit(images, "images")
-        op_output.emit(errors, "errors")
-        self.images_emitted += len(images)
-        self.errors_emitted += len(errors)
-        if self._images:
+            self._load_ready(ready, self.watcher.root, on_file=self._report_progress)
+        if self._emit_batch(op_output):
             return  # more decoded images wait for the next tick
-        done = self.max_files is not None and self.files_done >= self.max_files
+        done = self._max_files_reached()
         idle = (
             self.stop_after_idle is not None
             and self.watcher.pending == 0
@@ -235,7 +269,7 @@ class DicomWatchSourceOp(Operator):
             self.stop_execution()
 
 
-class DicomStoreSCPSourceOp(Operator):
+class DicomStoreSCPSourceOp(_PolledSourceMixin, Operator):
     """Receives images over DICOM C-STORE (a pynetdicom SCP) and emits them decoded.
 
     Named inputs:
@@ -292,15 +326,9 @@ class DicomStoreSCPSourceOp(Operator):
         self.batch_size = int(batch_size)
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files
-        self.files_done = 0
-        self.images_emitted = 0
-        self.errors_emitted = 0
-        self._images: list[ImageRecord] = []
-        self._errors: list[ErrorRecord] = []
+        self._reset_counters()
         self._last_activity: float | None = None
-        if not any(isinstance(a, PeriodicCondition) for a in args):
-            period = datetime.timedelta(seconds=float(poll_interval))
-            args = (PeriodicCondition(fragment, recess_period=period, name="poll_period"), *args)
+        args = _with_poll_period(fragment, args, poll_interval)
         super().__init__(fragment, *args, **kwargs)
 
     @property
@@ -321,21 +349,10 @@ class DicomStoreSCPSourceOp(Operator):
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         ready = self.scp.drain()
         if ready:
-            self._last_activity = time.monotonic()
-            for result in self.loader.iter_file_results(ready, self.scp.spool_dir):
-                self.files_done += 1
-                self._images.extend(result.images)
-                if result.error is not None:
-                    self._errors.append(result.error)
-        images, self._images = self._images[: self.batch_size], self._images[self.batch_size :]
-        errors, self._errors = self._errors, []
-        op_output.emit(images, "images")
-        op_output.emit(errors, "errors")
-        self.images_emitted += len(images)
-        self.errors_emitted += len(errors)
-        if self._images:
-            return
-        done = self.max_files is not None and self.files_done >= self.max_files
+            self._load_ready(ready, self.scp.spool_dir)
+        if self._emit_batch(op_output):
+            return  # more decoded images wait for the next tick
+        done = self._max_files_reached()
         idle = (
             self.stop_after_idle is not None
             and self._last_activity is not None

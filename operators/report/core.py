@@ -251,6 +251,13 @@ def _fmt_value(value: Any) -> str:
     return "not available" if value in (None, "") else str(value)
 
 
+def _mapping_lines(title: str, values: Any, absent: str) -> list[str]:
+    """``title`` then one indented ``key: value`` line per entry, or just ``absent`` when empty."""
+    if not values:
+        return [absent]
+    return [title] + [f"    {k.replace('_', ' ')}: {_fmt_value(v)}" for k, v in values.items()]
+
+
 def render_text(report: dict[str, Any]) -> str:
     """Plain-text rendering of :func:`build_report`'s dict. The demo banner, if any, comes first."""
     lines: list[str] = []
@@ -296,18 +303,8 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(f"    {label_display(key):<36} {_fmt_number((p or 0.0) * 100, '%'):>7}  {bar}")
     lines += ["", "Decision support"]
     lines.append(f"  TBSA:        {_fmt_number(ds['tbsa_percent'], '%')}")
-    if ds["parkland"]:
-        lines.append("  Fluids (Parkland, estimate):")
-        for k, v in ds["parkland"].items():
-            lines.append(f"    {k.replace('_', ' ')}: {_fmt_value(v)}")
-    else:
-        lines.append("  Fluids:      not available")
-    if ds["referral"]:
-        lines.append("  Burn-centre referral:")
-        for k, v in ds["referral"].items():
-            lines.append(f"    {k.replace('_', ' ')}: {_fmt_value(v)}")
-    else:
-        lines.append("  Referral:    not available")
+    lines += _mapping_lines("  Fluids (Parkland, estimate):", ds["parkland"], "  Fluids:      not available")
+    lines += _mapping_lines("  Burn-centre referral:", ds["referral"], "  Referral:    not available")
     for warning in ds["warnings"]:
         lines.append(f"  WARNING: {warning}")
     missing = list(report["missing_inputs"]) + [f"{m} (image context)" for m in report["missing_context"]]

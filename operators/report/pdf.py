@@ -21,25 +21,11 @@ from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Tabl
 from xml.sax.saxutils import escape
 
 from burnscope.operators.messages import DEMO_BANNER
-from burnscope.operators.report.core import NEEDS_REVIEW_TEXT, label_display
+from burnscope.operators.report.core import NEEDS_REVIEW_TEXT, _fmt_value, label_display
 
 
 def _para(text: Any, style) -> Paragraph:
     return Paragraph(escape("" if text is None else str(text)), style)
-
-
-def _value(v: Any) -> str:
-    if v is None or v == "":
-        return "not available"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.1f}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_value(x) for x in v) or "none"
-    if isinstance(v, dict):
-        return "; ".join(f"{k}: {_value(x)}" for k, x in v.items()) or "none"
-    return str(v)
 
 
 def _thumbnail_flowable(thumbnail: Any, max_side_mm: float = 60.0):
@@ -142,12 +128,12 @@ def render_pdf(report: dict[str, Any], thumbnail: Any = None) -> bytes:
     story.append(Spacer(1, 2 * mm))
 
     grid = [
-        ["Patient", _value(pat.get("name")), "Patient ID", _value(pat.get("patient_id"))],
-        ["Birth date", _value(pat.get("birth_date")), "Sex", _value(pat.get("sex"))],
-        ["Study date", _value(src["study_date"]), "Accession", _value(src["accession_number"])],
-        ["Body site", _value(src["body_site"]), "Frame", _value(src["frame"])],
-        ["Source", _value(src["file"]), "", ""],
-        ["SOP Instance UID", _value(src["sop_instance_uid"]), "", ""],
+        ["Patient", _fmt_value(pat.get("name")), "Patient ID", _fmt_value(pat.get("patient_id"))],
+        ["Birth date", _fmt_value(pat.get("birth_date")), "Sex", _fmt_value(pat.get("sex"))],
+        ["Study date", _fmt_value(src["study_date"]), "Accession", _fmt_value(src["accession_number"])],
+        ["Body site", _fmt_value(src["body_site"]), "Frame", _fmt_value(src["frame"])],
+        ["Source", _fmt_value(src["file"]), "", ""],
+        ["SOP Instance UID", _fmt_value(src["sop_instance_uid"]), "", ""],
     ]
     table = Table(
         [[_para(c, small) for c in row] for row in grid], colWidths=[28 * mm, 62 * mm, 24 * mm, 60 * mm]
@@ -193,11 +179,11 @@ def render_pdf(report: dict[str, Any], thumbnail: Any = None) -> bytes:
         ]
     ]
     for k, v in (ds["parkland"] or {}).items():
-        rows.append([f"Fluids: {k.replace('_', ' ')}", _value(v)])
+        rows.append([f"Fluids: {k.replace('_', ' ')}", _fmt_value(v)])
     if not ds["parkland"]:
         rows.append(["Fluids (Parkland)", "not available"])
     for k, v in (ds["referral"] or {}).items():
-        rows.append([f"Referral: {k.replace('_', ' ')}", _value(v)])
+        rows.append([f"Referral: {k.replace('_', ' ')}", _fmt_value(v)])
     if not ds["referral"]:
         rows.append(["Referral", "not available"])
     missing = list(report["missing_inputs"]) + [f"{m} (image context)" for m in report["missing_context"]]
