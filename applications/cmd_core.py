@@ -110,6 +110,8 @@ def _print_summary(summary: dict) -> None:
     table.add_column("item")
     table.add_column("count", justify="right")
     table.add_row("files", str(summary["files"]))
+    if summary.get("skipped_by_selection"):
+        table.add_row("files not selected (series rules)", str(summary["skipped_by_selection"]))
     table.add_row("images processed", str(summary["images"]))
     table.add_row("reports written", str(summary["reports"]))
     for label, count in summary["findings"].items():
@@ -155,6 +157,7 @@ def run(
     ae_title: Optional[str] = typer.Option(None, "--ae-title", help="AE title of the C-STORE SCP (default BURNSCOPE)."),
     stop_after_idle: Optional[float] = typer.Option(None, "--stop-after-idle", help="--watch/--listen: stop after this many seconds without a new file."),
     max_files: Optional[int] = typer.Option(None, "--max-files", help="--watch/--listen: stop after this many files."),
+    select: Optional[Path] = typer.Option(None, "--select", help="Series-selection rules (JSON); only matching series are processed."),
     case: Optional[Path] = typer.Option(None, "--case", help="Case data (JSON, keys as in `burnscope decide`) for every image; sidecars override it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
@@ -170,6 +173,10 @@ def run(
         _fail("choose one of --watch and --listen")
     source = overrides["source"]
     source.update(stop_after_idle=stop_after_idle, max_files=max_files)
+    if select is not None:
+        if not select.is_file():
+            _fail(f"--select: rules file not found: {select}")
+        source["select"] = str(select)
     if watch:
         if input_path is None:
             _fail("--watch needs -i/--input: the folder to watch")

@@ -367,3 +367,23 @@ def test_watched_folder_feeds_the_app(tiny_settings, components, tmp_path):
     thread.join(timeout=10)
     assert summary["images"] == summary["reports"] == 1 and summary["errors"] == 0
     assert (tmp_path / "out" / "IMG-0001.json").is_file()
+
+
+def test_series_rules_pick_only_vl_photographic_images(tmp_path):
+    """--select: the app processes only the series the rules pick (here VL Photographic Image)."""
+    rules = {"selections": [{"name": "photographs", "include": {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.77.1.4"}}]}
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    config = tmp_path / "tiny.yaml"
+    config.write_text("inference:\n  model_config: biomedclip-tiny\nreport:\n  formats: [json]\n")
+    out = tmp_path / "out"
+    result = runner.invoke(cli_app, ["run", "burn-triage", "-i", str(SAMPLE), "-o", str(out), "-c", str(config),
+                                     "-q", "--select", str(tmp_path / "rules.json")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    photos = [f for f in MANIFEST["files"] if f.get("sop_class_uid") == "1.2.840.10008.5.1.4.1.1.77.1.4"]
+    accepted = [f for f in photos if f["expected"] == "accepted"]
+    assert summary["images"] == summary["reports"] == sum(f["frames"] for f in accepted)
+    others = [f for f in MANIFEST["files"] if f.get("sop_class_uid") and f not in photos]
+    assert summary["skipped_by_selection"] == len(others) > 0
+    sop_classes = {json.loads(p.read_text())["source"]["sop_class_uid"] for p in out.rglob("IMG-*.json")}
+    assert sop_classes == {"1.2.840.10008.5.1.4.1.1.77.1.4"}

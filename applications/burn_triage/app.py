@@ -191,7 +191,7 @@ class BurnTriageApp(Application):
         """The "Medical Images" box: a folder read once, a watched folder, or a C-STORE SCP."""
         src = self.settings["source"]
         common = dict(name="medical_images", batch_size=src["batch_size"], workers=src["workers"],
-                      max_pixels=src["max_pixels"])
+                      max_pixels=src["max_pixels"], selector=src.get("select"))
         if src["kind"] == "folder":
             return DicomFolderSourceOp(self, *conditions, input_path=self.input_path, on_progress=self.on_progress, **common)
         until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"))

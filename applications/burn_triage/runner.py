@@ -64,6 +64,7 @@ def summarise(app: BurnTriageApp, wall_s: float) -> dict[str, Any]:
     info = app.components.model_info
     summary = {
         "files": getattr(source, "files_total", source.files_done),
+        "skipped_by_selection": getattr(source, "files_skipped", 0),
         "images": source.images_emitted,
         # reports the sink wrote (folder) or received (headless)
         "reports": reports.written if hasattr(reports, "written") else reports.count,
