@@ -67,6 +67,11 @@ for i in $(seq -w 1 40); do cp -r sample_data "$many/copy-$i"; done
 timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i "$many" --repeat 3 \
   --backend torch --precision fp16 --device gpu --batch-size 32 --formats json,txt \
   --json "$OUT/burn-triage-gpu-batch32.json" || echo "burn-triage bench (batch 32) failed"
+# The same with decoding in a pool of 8 processes.
+printf 'source:\n  executor: process\n  workers: 8\n' > "$many/../decode-processes.yaml"
+timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i "$many" --repeat 3 -c "$many/../decode-processes.yaml" \
+  --backend torch --precision fp16 --device gpu --batch-size 32 --formats json,txt \
+  --json "$OUT/burn-triage-gpu-batch32-procdecode.json" || echo "burn-triage bench (batch 32, process decode) failed"
 fi
 
 step "done"

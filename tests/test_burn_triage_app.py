@@ -387,3 +387,13 @@ def test_series_rules_pick_only_vl_photographic_images(tmp_path):
     assert summary["skipped_by_selection"] == len(others) > 0
     sop_classes = {json.loads(p.read_text())["source"]["sop_class_uid"] for p in out.rglob("IMG-*.json")}
     assert sop_classes == {"1.2.840.10008.5.1.4.1.1.77.1.4"}
+
+
+def test_decoding_in_a_process_pool_gives_the_same_reports(tiny_settings, components, triage_run, tmp_path):
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    settings = dict(tiny_settings, source=dict(tiny_settings["source"], executor="process", workers=2))
+    summary = run_triage(settings, SAMPLE, tmp_path, components)
+    assert summary["images"] == summary["reports"] == _expected_counts()[0]
+    assert summary["error_reasons"] == triage_run[0]["error_reasons"]
+    assert summary["findings"] == triage_run[0]["findings"]

@@ -193,7 +193,8 @@ class BurnTriageApp(Application):
         common = dict(name="medical_images", batch_size=src["batch_size"], workers=src["workers"],
                       max_pixels=src["max_pixels"], selector=src.get("select"))
         if src["kind"] == "folder":
-            return DicomFolderSourceOp(self, *conditions, input_path=self.input_path, on_progress=self.on_progress, **common)
+            return DicomFolderSourceOp(self, *conditions, input_path=self.input_path, on_progress=self.on_progress,
+                                       executor=src.get("executor", "thread"), **common)
         until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"))
         if src["kind"] == "watch":
             watch = src.get("watch") or {}
