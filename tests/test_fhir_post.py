@@ -138,3 +138,34 @@ def test_unreachable_endpoint_keeps_reports_waiting(tmp_path):
     row = service.outbox.rows()[0]
     assert row["status"] == "pending" and row["attempts"] >= 2 and "ConnectionError" in row["last_error"]
     service.close()
+
+
+class _EchoingRejection(_FhirEndpoint):
+    """A server that rejects with a 412 whose diagnostics echo the Patient search (as HAPI does)."""
+
+    def do_POST(self):
+        bundle = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        patient = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+        diagnostics = f'Failed to CREATE resource with match URL "{patient["request"]["ifNoneExist"]}"'
+        self._reply(412, {"resourceType": "OperationOutcome",
+                          "issue": [{"severity": "error", "code": "duplicate", "diagnostics": diagnostics}]})
+
+
+def test_a_rejection_echoing_patient_data_is_recorded_without_it(tmp_path, caplog):
+    caplog.set_level("DEBUG")
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _EchoingRejection)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        service = _service(tmp_path, f"http://127.0.0.1:{server.server_port}/")
+        service.submit(ReportEmitter(["fhir"]).emit([example_decision()]))
+        service.drain(timeout_s=5)
+        row = service.outbox.rows()[0]
+        service.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert row["status"] == "failed" and row["last_status"] == 412
+    assert "duplicate" in row["last_error"]  # the coded reason is kept
+    audit = (tmp_path / "audit.jsonl").read_text()
+    for text in (caplog.text, audit, row["last_error"]):
+        assert "PID-0001" not in text

@@ -217,3 +217,22 @@ def test_rerun_gives_same_identifiers_and_sinks_skip_it(tmp_path):
     assert {d["key"] for d in changed.deliveries}.isdisjoint({d["key"] for d in run1.deliveries})
     result = sink.write(changed)
     assert result.status == "written" and result.stem == "burn_0001_r2"
+
+
+def test_malformed_patient_values_never_reach_logs_and_the_sr_is_still_written(caplog):
+    """A source with a birth date like 1980-01-01 (not a DICOM DA) and an over-long name: the SR
+    and Encapsulated PDF are written with valid values, and no log line quotes either."""
+    caplog.set_level("DEBUG")
+    patient = PatientIdentity(name="Doe^Jane" + "x" * 70, patient_id="PID-0001", birth_date="1980-01-01", sex="F")
+    bundle = ReportEmitter(["sr", "pdf_dcm"]).emit([example_decision(patient=patient)])[0]
+    assert bundle.errors == []
+    sr = _read(bundle.artefacts[".sr.dcm"])
+    assert sr.PatientBirthDate == "19800101"
+    assert len(str(sr.PatientName)) <= 64
+    assert _read(bundle.artefacts[".pdf.dcm"]).PatientBirthDate == "19800101"
+    for value in ("1980", "Doe", "PID-0001"):
+        assert value not in caplog.text
+    unparseable = PatientIdentity(name="Doe^Jane", patient_id="PID-0001", birth_date="first of May", sex="F")
+    bundle = ReportEmitter(["sr"]).emit([example_decision(patient=unparseable)])[0]
+    assert bundle.errors == [] and _read(bundle.artefacts[".sr.dcm"]).PatientBirthDate == ""
+    assert "first of May" not in caplog.text

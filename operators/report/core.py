@@ -546,7 +546,8 @@ class ReportEmitter:
                 )
                 bundle.errors.append(record)
                 report.setdefault("render_errors", []).append({"format": fmt, "message": record.message})
-                log.error("report %s: %s output failed: %s", ctx.label, fmt, record.message)
+                # the exception text can quote DICOM values (patient data): the log names the type only
+                log.error("report %s: %s output failed (%s); see errors.jsonl", ctx.label, fmt, type(exc).__name__)
         bundle.artefacts = {
             s: bundle.artefacts[s]
             for s in sorted(bundle.artefacts, key=_suffix_rank)

@@ -56,7 +56,24 @@ def _lo(text: str, limit: int = 64) -> str:
 
 
 def _person_name(name: str) -> str:
-    return name or ""
+    """PN values are at most 64 characters per component group; longer ones are cut, so that
+    pydicom never has to warn (and quote the name) about the length."""
+    return "=".join(group[:64] for group in (name or "").split("="))
+
+
+def _dicom_date(value: str) -> str:
+    """A DA value (YYYYMMDD) from common spellings (1980-01-01, 1980/01/01, 1980.01.01);
+    anything else becomes empty rather than an invalid DA that validators reject and pydicom
+    quotes in its warnings."""
+    text = (value or "").strip()
+    digits = text.replace("-", "").replace("/", "").replace(".", "")
+    if len(digits) == 8 and digits.isdigit():
+        try:
+            _dt.datetime.strptime(digits, "%Y%m%d")
+            return digits
+        except ValueError:
+            pass
+    return ""
 
 
 def _study_attrs(decision: Decision, outputs: dict[str, Any], when: _dt.datetime) -> dict[str, Any]:
@@ -65,7 +82,7 @@ def _study_attrs(decision: Decision, outputs: dict[str, Any], when: _dt.datetime
     return {
         "PatientName": _person_name(patient.name),
         "PatientID": patient.patient_id or "",
-        "PatientBirthDate": patient.birth_date or "",
+        "PatientBirthDate": _dicom_date(patient.birth_date),
         "PatientSex": patient.sex if patient.sex in ("M", "F", "O") else "",
         "StudyInstanceUID": outputs["study_instance_uid"],
         # A generated study has no date of its own: use the report date (type 2 allows empty,

@@ -182,6 +182,22 @@ class CStoreTransport:
             self._assoc = None
 
 
+def _issue_codes(response: Any) -> str:
+    """The ``issue[].code`` values of a FHIR OperationOutcome reply, and nothing else.
+
+    Servers echo the request in their diagnostics (a Patient search URL with the patient's
+    identifier, say), and these messages reach logs, the audit trail and the outbox: keep only
+    the coded part.
+    """
+    try:
+        outcome = response.json()
+        codes = [str(issue.get("code", "")) for issue in outcome.get("issue", []) if isinstance(issue, dict)]
+    except Exception:  # not JSON, or not an OperationOutcome
+        return ""
+    codes = [c for c in codes if c.replace("-", "").isalnum()]
+    return f" (issue: {', '.join(codes)})" if codes else ""
+
+
 def _http_error(exc: Exception, what: str) -> Exception:
     import requests
 
@@ -189,8 +205,8 @@ def _http_error(exc: Exception, what: str) -> Exception:
         code = exc.response.status_code
         if code in (408, 425, 429) or code >= 500:
             return TransientError(f"{what}: HTTP {code}", status=code)
-        return PermanentError(f"{what}: HTTP {code} {exc.response.text[:200]}", status=code)
-    return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+        return PermanentError(f"{what}: HTTP {code}{_issue_codes(exc.response)}", status=code)
+    return TransientError(f"{what}: {type(exc).__name__}")
 
 
 class StowRsTransport:
