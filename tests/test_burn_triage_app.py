@@ -74,7 +74,7 @@ def test_graph_writes_a_report_per_image_and_an_error_record_per_bad_file(triage
 def test_text_reports_open_with_the_demo_banner(triage_run):
     _, out = triage_run
     texts = list(out.rglob("IMG-*.txt"))
-    assert texts
+    assert len(texts) == _expected_counts()[0]
     for path in texts:
         assert DEMO_BANNER in path.read_text().splitlines()[:3]  # the banner opens the report
 
@@ -120,6 +120,22 @@ def test_torch_backend_gives_the_same_findings_as_onnxruntime(tiny_settings, com
     summary = run_triage(settings, SAMPLE, tmp_path, build_components(settings))
     assert summary["model"]["backend"] == "torch"
     assert summary["findings"] == triage_run[0]["findings"]
+    # demo findings all abstain, so compare what the backends actually computed, image by image
+    _assert_same_probabilities(triage_run[1], tmp_path)
+
+
+def _probabilities(out) -> dict:
+    reports = (json.loads(p.read_text()) for p in out.rglob("IMG-*.json") if not p.name.endswith(".fhir.json"))
+    return {(r["source"]["sop_instance_uid"], r["source"]["frame"]): r["finding"]["probabilities"] for r in reports}
+
+
+def _assert_same_probabilities(out_a, out_b, atol=1e-4):
+    a, b = _probabilities(out_a), _probabilities(out_b)
+    assert a.keys() == b.keys() and len(a) == _expected_counts()[0]
+    for key in a:
+        assert a[key].keys() == b[key].keys()
+        for label, value in a[key].items():
+            assert abs(value - b[key][label]) <= atol, (key, label, value, b[key][label])
 
 
 # --- bad input: one clear line, non-zero exit, before any model is loaded -------------------
@@ -411,4 +427,19 @@ def test_decoding_in_a_process_pool_gives_the_same_reports(tiny_settings, compon
     summary = run_triage(settings, SAMPLE, tmp_path, components)
     assert summary["images"] == summary["reports"] == _expected_counts()[0]
     assert summary["error_reasons"] == triage_run[0]["error_reasons"]
-    assert summary["findings"] == triage_run[0]["findings"]
+    _assert_same_probabilities(triage_run[1], tmp_path, atol=1e-6)  # same decode, same numbers
+
+
+@pytest.mark.xfail(strict=False, reason="once, under load, the event-based scheduler left the last batch undelivered "
+                                        "(docs/integration.md, open observation); kept visible here")
+def test_default_scheduler_enqueues_every_report_for_delivery(tiny_settings, components, tmp_path, fhir_endpoint):
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    server, endpoint = fhir_endpoint
+    settings = _with_fhir(tiny_settings, f"http://127.0.0.1:{server.server_port}/fhir", drain_s=20)
+    settings["scheduler"] = tiny_settings["scheduler"]  # the default: event-based, several workers
+    assert settings["scheduler"]["kind"] == "event_based"
+    summary = run_triage(settings, SAMPLE, tmp_path, components)
+    images, _ = _expected_counts()
+    assert summary["delivery"]["enqueued"] == summary["reports"] == images, (summary, _outbox_rows(tmp_path / "outbox.sqlite"))
+    assert len(endpoint.received) == images
