@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from burnscope.operators.messages import DEMO_BANNER
+
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
@@ -55,7 +57,7 @@ def test_describe_and_model_info(bundle):
     assert info["demo"] is True
     model_info = engine.model_info
     assert (model_info.backend, model_info.precision, model_info.device, model_info.demo) == ("onnxruntime", "fp32", "cpu", True)
-    assert model_info.banner
+    assert model_info.banner == DEMO_BANNER
 
 
 def test_export_is_cached_and_checked(bundle):

@@ -29,7 +29,8 @@ def test_json_report_has_versioned_schema_and_all_blocks():
     src = report["source"]
     assert src["file"] == "/data/in/burn_0001.dcm"
     assert src["sop_instance_uid"] == "1.2.826.0.1.3680043.8.498.13"
-    assert src["study_instance_uid"] and src["series_instance_uid"] and src["frame"] == 1
+    assert src["study_instance_uid"] == "1.2.826.0.1.3680043.8.498.11"
+    assert src["series_instance_uid"] == "1.2.826.0.1.3680043.8.498.12" and src["frame"] == 1
     f = report["finding"]
     assert f["label"] == "deep_partial_thickness" and f["ranked"][0] == "deep_partial_thickness"
     assert f["probabilities"]["deep_partial_thickness"] == pytest.approx(0.61)

@@ -73,8 +73,9 @@ def test_sr_content_parsed_back_by_highdicom(bundles):
     import highdicom as hd
 
     sr = hd.sr.srread(BytesIO(bundles[0].artefacts[".sr.dcm"]))
-    groups = sr.content.get_observation_groups() if hasattr(sr.content, "get_observation_groups") else None
-    assert groups is None or groups  # API varies by version; the content parses
+    [group] = sr.content.get_image_measurement_groups()
+    measurements = {m.name.meaning: m.value for m in group.get_measurements()}
+    assert measurements["Probability of Deep partial thickness burn"] == 61.0
     dump = str(sr)
     assert "262588000" in dump  # deep partial-thickness burn (SNOMED CT)
     assert "14975008" in dump  # forearm

@@ -16,11 +16,17 @@ from burnscope.operators.burn_severity.evaluation import evaluate_head, save_plo
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synthetic_embeddings(per_class=40, dim=64, signal=1.0, seed=0):
-    """Unit vectors around one random centre per class: a learnable signal in embedding space."""
+def synthetic_embeddings(per_class=40, dim=64, signal=1.0, seed=0, noise_seed=None):
+    """Unit vectors around one random centre per class: a learnable signal in embedding space.
+
+    ``seed`` fixes the class centres; ``noise_seed`` (default: ``seed``) the samples around them,
+    so a held-out set shares the classes but none of the training vectors.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(len(CLASSES), dim))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    if noise_seed is not None:
+        rng = np.random.default_rng([seed, noise_seed])
     x = np.concatenate(
         [signal * c + rng.normal(scale=1 / np.sqrt(dim) * 1.5, size=(per_class, dim)) for c in centres]
     )
@@ -34,7 +40,7 @@ def test_probe_beats_chance_by_a_wide_margin():
     head, report = train_linear_probe(x, labels, folds=5)
     assert report["cv_folds"] == 5 and report["classes"] == list(CLASSES)
     assert report["cv_accuracy"] > 0.9 and report["cv_macro_f1"] > 0.9  # chance is 0.2
-    test_x, test_labels = synthetic_embeddings(per_class=20, seed=0)
+    test_x, test_labels = synthetic_embeddings(per_class=20, seed=0, noise_seed=1)  # same classes, new samples
     assert evaluate_head(head, test_x, test_labels)["accuracy"] > 0.9
 
 
