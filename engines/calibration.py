@@ -14,22 +14,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from burnscope.operators.dicom_loader.files import is_image_file, read_rgb_frames
+
 log = logging.getLogger(__name__)
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    if path.suffix:
-        return False
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def image_files(folders: Iterable[str | os.PathLike]) -> list[Path]:
@@ -38,30 +25,15 @@ def image_files(folders: Iterable[str | os.PathLike]) -> list[Path]:
     for folder in folders:
         root = Path(folder)
         candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in candidates:
-            if path.suffix.lower() in PHOTO_SUFFIXES or _is_dicom(path):
-                files.append(path)
+        files.extend(path for path in candidates if is_image_file(path))
     return files
 
 
 def read_rgb(path: Path) -> list[np.ndarray]:
     """H×W×3 uint8 images of one file (DICOM: one per frame); [] when it cannot be decoded."""
-    if _is_dicom(path):
-        try:
-            from burnscope.operators.dicom_loader.core import DicomLoader
-        except ImportError:
-            log.warning("%s: DICOM loader not available, skipped", path.name)
-            return []
-        images, errors = DicomLoader(workers=1, read_sidecars=False).load_file(path)
-        for error in errors:
-            log.info("%s: skipped (%s)", path.name, error.reason)
-        return [np.asarray(record.pixels) for record in images]
-    from PIL import Image
-
     try:
-        with Image.open(path) as image:
-            return [np.asarray(image.convert("RGB"))]
-    except Exception as exc:  # a broken file must not stop calibration
+        return [rgb for _, rgb in read_rgb_frames(path)]
+    except ValueError as exc:  # a broken file must not stop calibration
         log.info("%s: skipped (%s)", path.name, exc)
         return []
 

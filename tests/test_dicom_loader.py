@@ -417,3 +417,24 @@ def test_malformed_phi_values_stay_out_of_logs_and_warnings(tmp_path, caplog, re
     assert images[0].context.patient.birth_date == "12/04/1978"  # kept for the report, not logged
     seen = caplog.text + " ".join(str(w.message) for w in recwarn)
     assert "12/04/1978" not in seen and "VERYLONGFAMILYNAME" not in seen
+
+
+def test_image_file_rules_and_frames(tmp_path):
+    from burnscope.operators.dicom_loader.files import is_dicom_file, is_image_file, read_rgb_frames
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    bare = tmp_path / "IMG0001"  # DICOM without a suffix: recognised by its preamble
+    bare.write_bytes((sample / "study-003" / "IMG-0003-multiframe.dcm").read_bytes())
+    notes = sample / "notes.txt"
+    assert is_dicom_file(bare) and is_image_file(bare)
+    assert not is_dicom_file(notes) and not is_image_file(notes)
+    hidden = tmp_path / ".IMG0001.dcm"
+    hidden.write_bytes(bare.read_bytes())
+    assert not is_image_file(hidden)
+    frames = read_rgb_frames(bare)
+    assert [label for label, _ in frames] == ["IMG0001#1", "IMG0001#2"]
+    assert all(rgb.dtype == np.uint8 and rgb.shape == (192, 256, 3) for _, rgb in frames)
+    with pytest.raises(ValueError, match="truncated"):
+        read_rgb_frames(sample / "study-002" / "IMG-0003-truncated.dcm")
+    with pytest.raises(ValueError, match="not a readable image"):
+        read_rgb_frames(notes)

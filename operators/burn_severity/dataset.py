@@ -22,11 +22,10 @@ from typing import Any, Callable
 import numpy as np
 
 from burnscope.operators.burn_severity.core import CLASSES, HeadError
+from burnscope.operators.dicom_loader.files import is_image_file, read_rgb_frames
 
 log = logging.getLogger(__name__)
 
-PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 
 @dataclass
@@ -36,17 +35,6 @@ class LabelledEmbeddings:
     sources: list[str]  # file name (and frame) per row
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     encoded: int = 0  # rows computed by the image tower this time (the rest came from the cache)
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def scan_labelled_folder(root: str | Path) -> list[tuple[Path, str]]:
@@ -63,34 +51,11 @@ def scan_labelled_folder(root: str | Path) -> list[tuple[Path, str]]:
     items = []
     for sub in subdirs:
         for path in sorted(sub.rglob("*")):
-            if (
-                path.is_file()
-                and not path.name.startswith(".")
-                and (path.suffix.lower() in PHOTO_SUFFIXES or _is_dicom(path))
-            ):
+            if path.is_file() and is_image_file(path):
                 items.append((path, sub.name))
     if not items:
         raise HeadError(f"{root}: no images found in the class folders ({', '.join(CLASSES)})")
     return items
-
-
-def read_images(path: Path) -> list[tuple[str, np.ndarray]]:
-    """(source label, H×W×3 uint8 RGB) for each image/frame of one file; raises ValueError if unreadable."""
-    if _is_dicom(path):
-        from burnscope.operators.dicom_loader.core import load
-
-        records, errors = load(path)
-        if not records:
-            reason = errors[0].reason if errors else "no image"
-            raise ValueError(f"DICOM not usable ({reason})")
-        return [(f"{path.name}#{r.context.frame_number}", r.pixels) for r in records]
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return [(path.name, np.asarray(image.convert("RGB")))]
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValueError(f"not a readable image ({type(exc).__name__})") from None
 
 
 def _file_key(path: Path, fingerprint: str) -> str:
@@ -199,7 +164,7 @@ def embed_labelled_folder(
             rows[done - 1] = (hit[0], hit[1], label)
         else:
             try:
-                frames = read_images(path)
+                frames = read_rgb_frames(path)
             except Exception as exc:  # one bad file never stops a training run
                 errors.append((path.name, str(exc)))
             else:
