@@ -24,13 +24,10 @@ $(VENV)/.installed: pyproject.toml setup.cfg
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-# Debian tools the integration tests use (DICOM validators, a PACS). Skipped without root/apt.
+# Debian tools the integration tests use (DICOM validators, a PACS); waits for apt's locks
+# when another apt process holds them. Skipped without root/apt.
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  need=""; for p in dcmtk dicom3tools orthanc orthanc-dicomweb; do \
-	    dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
-	  if [ -n "$$need" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; fi; \
-	else echo "system-deps: not root or no apt-get; tests that need dcmtk/dicom3tools/orthanc will be skipped"; fi
+	@bash tools/install-system-deps.sh
 
 demo: venv
 	$(BIN)/burnscope run burn-triage -i sample_data -o out/demo

@@ -295,7 +295,10 @@ def build_dataset(study: StudySpec, image: ImageSpec, index: int, rng: np.random
         ds.FrameTime = 3000.0  # ms between the captures
         ds.FrameIncrementPointer = 0x00181063  # (0018,1063) Frame Time
     if kind == "greyscale":
-        grey = (frames[0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+        # ITU-R BT.601 luma in integer arithmetic, rounded half up: the same byte on every CPU
+        # (a float32 matrix product goes through BLAS, whose rounding depends on the CPU).
+        rgb = frames[0].astype(np.uint32)
+        grey = ((299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000).astype(np.uint8)
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.PixelData = grey.tobytes()
