@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ def label_display(label: str) -> str:
 
 
 def utc_now() -> _dt.datetime:
+    """The time reports are stamped with: now, or ``SOURCE_DATE_EPOCH`` when set (seconds since
+    1970, the reproducible-builds convention), so that a rerun writes byte-identical reports."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
     return _dt.datetime.now(_dt.timezone.utc)
 
 
