@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from burnscope.operators.messages import ModelInfo
+from burnscope.common.messages import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def resolve_device(backend: str, device: str = "auto") -> str:
         return "cuda"
     if device != "auto":
         return device
-    from burnscope.operators.gpu import torch_cuda_usable
+    from burnscope.common.gpu import torch_cuda_usable
 
     if backend == "tensorrt":
         return "cuda"

@@ -27,7 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from burnscope.operators.messages import DEMO_BANNER, ModelInfo
+from burnscope.common.messages import DEMO_BANNER, ModelInfo
+from burnscope.common.vocabulary import default_prompts_path
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +171,14 @@ def demo_tokenizer_dir(texts: list[str] | None = None) -> Path:
 
 
 def _default_corpus() -> list[str]:
-    """Prompt texts of the burn head (kept as data beside the operator) plus a few generic phrases."""
+    """Prompt texts of the burn head (shipped with burnscope.common) plus a few generic phrases."""
     texts = [
         "a clinical photograph of skin",
         "a photo of a burn wound",
         "an image that is not a burn",
         "a medical image of the hand, arm, leg, face, chest, back or foot",
     ]
-    prompts = Path(__file__).resolve().parents[1] / "operators" / "burn_severity" / "prompts.yaml"
+    prompts = default_prompts_path()
     if prompts.is_file():
         import yaml
 

@@ -79,7 +79,7 @@ class OnnxRuntimeEngine(Engine):
         if is_device_array(batch):
             if self.device == "cuda":
                 return self._infer_device(batch)
-            from burnscope.operators.gpu import to_numpy
+            from burnscope.common.gpu import to_numpy
 
             batch = to_numpy(batch)  # CPU provider: the host copy is unavoidable
         batch = np.ascontiguousarray(batch, dtype=self._input_dtype)

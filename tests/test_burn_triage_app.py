@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dicom_helpers import GOOD_FILES, SAMPLE, free_port, in_background, pynetdicom_send, storescu_send
+from fixtures.dicom_helpers import GOOD_FILES, SAMPLE, free_port, in_background, pynetdicom_send, storescu_send
 from typer.testing import CliRunner
 
 from burnscope.applications.burn_triage.settings import SettingsError, load_settings

@@ -86,15 +86,15 @@ def test_decision_operator_in_graph():
     assert [len(b) for b in received] == [3, 0, 1]
     full, image_only, review = received[0]
     assert all(isinstance(d, Decision) for d in received[0])
-    assert full.tbsa_percent == 27.0 and full.parkland["total_ml_24h"] == 4 * 70 * 27
-    assert full.referral["recommended"] and full.missing == ["inhalation_injury"]
+    assert full.tbsa_percent == 27.0 and full.parkland.total_ml_24h == 4 * 70 * 27
+    assert full.referral.recommended and full.missing == ["inhalation_injury"]
     assert full.warnings[0] == DEMO_BANNER
     # Image only: depth from image, referral from depth + body site, no extent → no fluids.
     assert image_only.tbsa_percent is None and image_only.parkland is None
     assert {"burns", "weight_kg", "age_years"} <= set(image_only.missing)
-    assert "special_area_hands" in image_only.referral["criteria_ids"]
+    assert "special_area_hands" in image_only.referral.criteria_ids
     assert any("Depth from image" in w for w in image_only.warnings)
-    assert review.referral["recommended"] is False
+    assert review.referral.recommended is False
     # Bad case data does not stop the graph; the field is named.
     (bad,) = received[2]
     assert bad.missing == ["weight_kg"] and "weight_kg" in bad.warnings[-1]

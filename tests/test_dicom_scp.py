@@ -6,7 +6,7 @@ import shutil
 
 import pydicom
 import pytest
-from dicom_helpers import GOOD_FILES, free_port, pynetdicom_send, run_source_graph, storescu_send
+from fixtures.dicom_helpers import GOOD_FILES, free_port, pynetdicom_send, run_source_graph, storescu_send
 
 
 def _run_scp_app(port: int, send) -> list:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from dicom_helpers import SAMPLE, run_source_graph
+from fixtures.dicom_helpers import SAMPLE, run_source_graph
 
 from burnscope.operators.dicom_loader.core import DicomLoader
 from burnscope.operators.dicom_loader.watcher import FolderWatcher

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from burnscope.operators.sinks.orthanc_local import (
+from fixtures.orthanc_local import (
     LocalOrthanc,
     can_unshare_network,
     dicomweb_plugin,
@@ -61,7 +61,7 @@ def test_in_loopback_namespace():
 
 def _bundles(n: int, start: int = 1):
     from burnscope.operators.report.core import ReportEmitter
-    from burnscope.operators.report.examples import example_decision
+    from fixtures.examples import example_decision
 
     decisions = [
         example_decision(source=f"/in/burn_{i:04d}.dcm", sop_uid=f"1.2.826.0.1.3680043.8.498.{1000 + i}")
@@ -169,7 +169,7 @@ _KILLED_WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from burnscope.operators.report.core import ReportEmitter
-    from burnscope.operators.report.examples import example_decision
+    from fixtures.examples import example_decision
     from burnscope.operators.sinks.network import CStoreTransport, DeliveryService
 
     outbox, port, marker = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
@@ -210,7 +210,8 @@ def test_killed_mid_delivery_then_restarted_loses_and_duplicates_nothing(tmp_pat
                 str(tmp_path / "outbox.sqlite"),
                 str(orthanc.dicom_port),
                 str(marker),
-            ]
+            ],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)},  # finds fixtures/
         )
         try:
             end = time.monotonic() + 60

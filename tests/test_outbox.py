@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from burnscope.operators.report.core import ReportEmitter
-from burnscope.operators.report.examples import example_decision
+from fixtures.examples import example_decision
 from burnscope.operators.sinks.network import DeliveryService
-from burnscope.operators.sinks.orthanc_local import free_port
+from fixtures.orthanc_local import free_port
 from burnscope.operators.sinks.outbox import Backoff, Outbox
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPING = {"operators": "burnscope.operators", "engines": "burnscope.engines", "applications": "burnscope.applications"}
+SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+#: Top-level folder → package name, as pyproject's package-dir maps them.
+MAPPING = {folder: name for name, folder in SETUPTOOLS["package-dir"].items()}
 
 
 def _declared_packages() -> set[str]:
-    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    return set(SETUPTOOLS["packages"])
 
 
 def test_every_package_folder_is_declared():
@@ -43,10 +45,10 @@ def test_wheel_installs_only_the_burnscope_namespace(wheel):
     assert top_level == {"burnscope"}
     assert "burnscope/__init__.py" not in names  # burnscope stays a namespace package
     for needed in (
-        "burnscope/operators/messages.py",
+        "burnscope/common/messages.py",
         "burnscope/engines/configs/biomedclip.json",
         "burnscope/applications/burn_triage/config.yaml",
-        "burnscope/operators/burn_severity/prompts.yaml",
+        "burnscope/common/burn_depth_prompts.yaml",
     ):
         assert needed in names
 

@@ -16,7 +16,7 @@ from burnscope.operators.report.core import (
     render_text,
     report_stem,
 )
-from burnscope.operators.report.examples import example_decision
+from fixtures.examples import example_decision
 
 FIXED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
@@ -138,19 +138,19 @@ def test_text_lists_probabilities_model_and_disclaimer():
 
 
 def test_a_failing_output_costs_only_itself_and_becomes_an_error_record():
-    from burnscope.operators.report.core import RENDERERS
+    from burnscope.operators.report import formats
 
     def broken(decision, report, bundle, state):
         bundle.artefacts[".half"] = b"partial"
         raise RuntimeError("renderer exploded")
 
-    RENDERERS["broken_for_test"] = broken
+    formats.register(formats.ReportFormat("broken_for_test", ".half", broken))
     try:
         bundle = ReportEmitter(["json", "txt", "broken_for_test"], clock=lambda: FIXED).emit(
             [example_decision()]
         )[0]
     finally:
-        del RENDERERS["broken_for_test"]
+        formats.unregister("broken_for_test")
     assert set(bundle.artefacts) == {".json", ".txt"}  # the partial artefact is gone
     [record] = bundle.errors
     assert record.reason == "report_broken_for_test_failed" and record.stage == "report"

@@ -15,7 +15,7 @@ import pytest
 from burnscope.operators.messages import DEMO_BANNER, PatientIdentity
 from burnscope.operators.report import codes as bc
 from burnscope.operators.report.core import ALL_FORMATS, ReportEmitter
-from burnscope.operators.report.examples import example_decision
+from fixtures.examples import example_decision
 
 FIXED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

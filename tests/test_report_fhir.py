@@ -9,7 +9,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from burnscope.operators.messages import DEMO_BANNER, PatientIdentity
 from burnscope.operators.report.core import ReportEmitter
-from burnscope.operators.report.examples import example_decision
+from fixtures.examples import example_decision
 
 FIXED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

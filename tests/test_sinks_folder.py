@@ -9,7 +9,7 @@ from pathlib import Path
 
 from burnscope.operators.messages import ErrorRecord
 from burnscope.operators.report.core import ReportBundle, ReportEmitter
-from burnscope.operators.report.examples import example_decision
+from fixtures.examples import example_decision
 from burnscope.operators.sinks.folder import ErrorSink, FolderSink, write_atomic
 
 FIXED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)

@@ -1,7 +1,7 @@
 """Settings of the burn-triage application: the YAML config beside this file, plus overrides.
 
 Kept apart from the graph so that the CLI can validate options (unknown backend, missing
-input) before anything heavy is loaded.
+input) before anything heavy is loaded. The schema of every key is :mod:`.schema`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from typing import Any
 
 import yaml
 
+from .schema import SettingsError, validate_settings
+
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
-SCHEDULERS = ("greedy", "event_based")
-SOURCES = ("folder", "watch", "scp")
-
-
-class SettingsError(ValueError):
-    """A bad option or config value; the message names it."""
+__all__ = ["DEFAULT_CONFIG", "SettingsError", "load_settings", "read_yaml", "resolve_engine_choice"]
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -32,20 +28,37 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The default config, merged with a user config file and then with CLI overrides.
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A settings file as a mapping; a missing, unreadable or malformed file is a SettingsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path}: cannot be read ({type(exc).__name__})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise SettingsError(f"config file {path}: malformed YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
 
-    ``None`` values in ``overrides`` mean "not given" and leave the config value alone.
+
+def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The default config, merged with a user config file and then with CLI overrides, validated.
+
+    ``None`` values in ``overrides`` mean "not given" and leave the config value alone. Raises
+    :class:`SettingsError` naming every bad key or value (see :mod:`.schema`).
     """
-    settings = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    settings = read_yaml(DEFAULT_CONFIG)
     if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise SettingsError(f"config file not found: {path}")
-        settings = _merge(settings, yaml.safe_load(path.read_text()) or {})
-    settings = _merge(settings, overrides or {})
-    validate(settings)
-    return settings
+        settings = _merge(settings, read_yaml(config))
+    return validate_settings(_merge(settings, overrides or {}))
 
 
 def resolve_engine_choice(inference: dict[str, Any]) -> tuple[str, str]:
@@ -64,21 +77,3 @@ def resolve_engine_choice(inference: dict[str, Any]) -> tuple[str, str]:
     if precision == "auto":
         precision = "fp16" if gpu and backend in ("torch", "tensorrt") else "fp32"
     return backend, precision
-
-
-def validate(settings: dict[str, Any]) -> None:
-    backend = settings["inference"]["backend"]
-    if backend not in BACKENDS:
-        raise SettingsError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    source = settings["source"]["kind"]
-    if source not in SOURCES:
-        raise SettingsError(f"unknown source kind {source!r}; choose one of: {', '.join(SOURCES)}")
-    kind = settings["scheduler"]["kind"]
-    if kind not in SCHEDULERS:
-        raise SettingsError(f"unknown scheduler {kind!r}; choose one of: {', '.join(SCHEDULERS)}")
-    batch = settings["source"]["batch_size"]
-    if not isinstance(batch, int) or batch < 1:
-        raise SettingsError(f"source.batch_size must be a positive integer, got {batch!r}")
-    threshold = settings["burn_severity"]["abstain_threshold"]
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise SettingsError(f"burn_severity.abstain_threshold must be within 0–1, got {threshold!r}")

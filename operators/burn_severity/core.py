@@ -3,7 +3,7 @@
 No Holoscan import. Pieces:
 
 * :func:`load_prompts` / :func:`class_text_embeddings` — the editable prompt ensemble
-  (``prompts.yaml``) and its text embeddings, cached in the model bundle's cache dir under a key
+  (:data:`DEFAULT_PROMPTS`) and its text embeddings, cached in the model bundle's cache dir under a key
   made of the prompts' hash and ``bundle.fingerprint`` (rebuilt when either changes).
 * :class:`BurnHead` — class logits (zero-shot: ``logit_scale × cos``; probe: ``W·x + b``),
   calibrated probabilities ``softmax(logits / T)`` and the abstain rule; saved as a small JSON
@@ -24,19 +24,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from burnscope.common.vocabulary import CLASSES, NEEDS_REVIEW, default_prompts_path
+
 log = logging.getLogger(__name__)
 
-#: Class keys, shallow to deep, then "not a burn / image unusable". Training folders use these names.
-CLASSES = (
-    "superficial",
-    "superficial_partial_thickness",
-    "deep_partial_thickness",
-    "full_thickness",
-    "not_burn",
-)
-#: Label of a finding when the head abstains.
-NEEDS_REVIEW = "needs_review"
-DEFAULT_PROMPTS = Path(__file__).with_name("prompts.yaml")
+#: The prompt ensemble that ships with burnscope (``burnscope/common/burn_depth_prompts.yaml``).
+DEFAULT_PROMPTS = default_prompts_path()
 DEFAULT_ABSTAIN_THRESHOLD = 0.5
 HEAD_FORMAT = "burnscope-burn-head/1"
 
@@ -51,7 +44,7 @@ class HeadError(ValueError):
 
 
 def load_prompts(path: str | Path | None = None) -> dict[str, list[str]]:
-    """Class → prompt phrasings from a YAML file (``prompts.yaml`` beside this module by default).
+    """Class → prompt phrasings from a YAML file (:data:`DEFAULT_PROMPTS` by default).
 
     Each class entry is a list of strings or a mapping with a ``prompts`` list. Every class key
     must be one of :data:`CLASSES` and have at least one phrasing.
@@ -464,13 +457,13 @@ def train_linear_probe(
 
 
 class BurnSeverity:
-    """Turns an :class:`~burnscope.operators.messages.EmbeddingBatch` into ``list[Finding]``."""
+    """Turns an :class:`~burnscope.common.messages.EmbeddingBatch` into ``list[Finding]``."""
 
     def __init__(self, head: BurnHead):
         self.head = head
 
     def __call__(self, batch: Any) -> list[Any]:
-        from burnscope.operators.messages import Finding
+        from burnscope.common.messages import Finding
 
         if batch is None or len(batch.contexts) == 0:
             return []

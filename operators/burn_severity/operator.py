@@ -26,7 +26,7 @@ class BurnSeverityOp(Operator):
             None → zero-shot ensemble from ``prompts``.
         bundle: the model bundle (``engines.model.load_biomedclip``); needed for zero-shot
             (text tower, prompt-embedding cache) and to check a probe's model fingerprint.
-        prompts: prompt YAML for the zero-shot head (default: ``prompts.yaml`` of this package).
+        prompts: prompt YAML for the zero-shot head (default: ``burnscope/common/burn_depth_prompts.yaml``).
         abstain_threshold: minimum calibrated confidence; None keeps the head's own (0.5 default).
     """
 

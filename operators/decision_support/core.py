@@ -18,17 +18,13 @@ import math
 import re
 from typing import Any, Iterable, Mapping
 
-# --------------------------------------------------------------------------------------------
-# Vocabulary
-# --------------------------------------------------------------------------------------------
+from burnscope.common.clinical import LEVEL_CONSULT, LEVEL_NONE, LEVEL_TRANSFER, FluidPlan, Referral
+from burnscope.common.messages import Decision, Finding
+from burnscope.common.vocabulary import COUNTED_DEPTHS, DEEP_DEPTHS, DEPTHS, NEEDS_REVIEW, PARTIAL_DEPTHS
 
-#: ABA depth classes, shallow to deep.
-DEPTHS = ("superficial", "superficial_partial_thickness", "deep_partial_thickness", "full_thickness")
-#: Depths counted in TBSA for resuscitation (superficial / first-degree burns are not).
-COUNTED_DEPTHS = frozenset(DEPTHS[1:])
-PARTIAL_DEPTHS = frozenset({"superficial_partial_thickness", "deep_partial_thickness"})
-#: Depths the 2022 ABA referral guideline treats as needing immediate consultation in special areas.
-DEEP_DEPTHS = frozenset({"deep_partial_thickness", "full_thickness"})
+# --------------------------------------------------------------------------------------------
+# Vocabulary (burn depths: burnscope.common.vocabulary; referral levels: burnscope.common.clinical)
+# --------------------------------------------------------------------------------------------
 
 MECHANISMS = ("thermal", "electrical", "chemical", "radiation")
 METHODS = ("rule_of_nines", "lund_browder", "palm")
@@ -396,10 +392,6 @@ def urine_output_target(weight_kg: float, paediatric: bool) -> dict[str, float]:
 # Referral (ABA burn-centre referral criteria)
 # --------------------------------------------------------------------------------------------
 
-LEVEL_TRANSFER = "immediate_consultation_consider_transfer"
-LEVEL_CONSULT = "consultation_recommended"
-
-
 def referral(
     *,
     by_depth: Mapping[str, float] | None,
@@ -508,7 +500,7 @@ def referral(
         )
 
     levels = {level for _, level, _ in fired}
-    level = LEVEL_TRANSFER if LEVEL_TRANSFER in levels else LEVEL_CONSULT if levels else "none"
+    level = LEVEL_TRANSFER if LEVEL_TRANSFER in levels else LEVEL_CONSULT if levels else LEVEL_NONE
     return {
         "recommended": bool(fired),
         "level": level,
@@ -735,7 +727,7 @@ def decide_for_finding(
     if not image_depth:
         reason = (
             "the model abstained"
-            if abstained or finding_label == "needs_review"
+            if abstained or finding_label == NEEDS_REVIEW
             else f"finding is {finding_label!r}"
         )
         out["warnings"].append(f"No burn depth available ({reason}); clinician review needed.")
@@ -763,7 +755,7 @@ def decide_for_finding(
 
 
 class DecisionSupport:
-    """Turns burn findings into :class:`~burnscope.operators.messages.Decision` messages.
+    """Turns burn findings into :class:`~burnscope.common.messages.Decision` messages.
 
     ``default_case`` holds case data that applies to every image (e.g. CLI options); each image's
     own ``context.case`` (sidecar JSON, DICOM tags) overrides it key by key. Invalid case data
@@ -774,9 +766,7 @@ class DecisionSupport:
     def __init__(self, default_case: Mapping[str, Any] | None = None):
         self.default_case = dict(default_case or {})
 
-    def decide_one(self, finding: Any) -> Any:
-        from burnscope.operators.messages import Decision
-
+    def decide_one(self, finding: Finding) -> Decision:
         context = finding.context
         case = {**self.default_case, **(context.case or {})}
         try:
@@ -799,12 +789,12 @@ class DecisionSupport:
         return Decision(
             finding=finding,
             tbsa_percent=result["tbsa_percent"],
-            parkland=result["parkland"],
-            referral=result["referral"],
+            parkland=FluidPlan.from_dict(result["parkland"]) if result["parkland"] else None,
+            referral=Referral.from_dict(result["referral"]) if result["referral"] else None,
             warnings=list(result["warnings"]),
             missing=list(result["missing"]),
             details=details,
         )
 
-    def __call__(self, findings: Iterable[Any]) -> list[Any]:
+    def __call__(self, findings: Iterable[Finding]) -> list[Decision]:
         return [self.decide_one(f) for f in findings or []]

@@ -9,427 +9,50 @@ The core is plain Python so that integrators can embed it::
     for images, errors in loader.iter_batches("incoming/", batch_size=8):
         ...
 
-Every file ends up either as :class:`~burnscope.operators.messages.ImageRecord` s (one per frame)
-or as one :class:`~burnscope.operators.messages.ErrorRecord` whose ``reason`` is one of
+Every file ends up either as :class:`~burnscope.common.messages.ImageRecord` s (one per frame)
+or as one :class:`~burnscope.common.messages.ErrorRecord` whose ``reason`` is one of
 :data:`REASONS`. Log lines name files and SOP Instance UIDs only, never patient identifiers.
 
-Case data for decision support comes from sidecar JSON files: ``case.json`` in the image's folder
-(or the nearest parent up to the scanned root), then ``<image file stem>.json`` beside the image,
-whose keys override the study's. ``PatientAge`` and ``PatientWeight`` fill ``age_years`` and
-``weight_kg`` when no sidecar gives them.
+This module holds :class:`DicomLoader` (files → results, in parallel, in batches) and re-exports
+the pieces it is made of, so ``from burnscope.operators.dicom_loader.core import ...`` keeps
+working: ``scanning`` (which files), ``decoding`` (one file → frames), ``colour`` (frame → RGB),
+``context`` (study/patient context, sidecar case data), ``records`` (results and reason codes).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import logging
+import multiprocessing
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder, pixel_array
-from pydicom.uid import UID
 
-from burnscope.operators.messages import ErrorRecord, ImageContext, ImageRecord, PatientIdentity
+from burnscope.common.messages import ErrorRecord, ImageRecord
+from burnscope.operators.dicom_loader.colour import grey_to_uint8, to_rgb8
+from burnscope.operators.dicom_loader.context import (
+    CASE_SIDECAR,
+    _age_years,  # noqa: F401  (re-exported for existing imports)
+    _Sidecars,
+    body_site_of,
+    build_context,
+)
+from burnscope.operators.dicom_loader.decoding import (
+    DEFAULT_MAX_PIXELS,
+    MEDIA_DIRECTORY_STORAGE,
+    _read_dataset,
+    decode_dataset,
+)
+from burnscope.operators.dicom_loader.records import REASONS, FileResult, FrameInfo, LoaderError
+from burnscope.operators.dicom_loader.scanning import DEFAULT_IGNORE, _ignored, read_dicomdir, scan  # noqa: F401
 
 log = logging.getLogger("burnscope.dicom_loader")
-
-#: Stable reason codes of :class:`ErrorRecord` produced by the loader.
-REASONS = (
-    "not_dicom",
-    "no_pixel_data",
-    "unsupported_transfer_syntax",
-    "decode_failed",
-    "too_large",
-    "truncated",
-)
-#: Default limit on rows × columns × frames of one file (a decompression-bomb guard):
-#: 128 Mpx is e.g. 32 frames of 2048×2048, or ten 12 Mpx phone photos in one file.
-DEFAULT_MAX_PIXELS = 128 * 1024 * 1024
-#: File names the folder scan skips: sidecars, docs, scripts, hidden files and DICOMDIR
-#: (a DICOMDIR is read for the files it references, not decoded itself).
-DEFAULT_IGNORE = (".*", "*.json", "*.md", "*.py", "*.pyc", "DICOMDIR")
-CASE_SIDECAR = "case.json"
-MEDIA_DIRECTORY_STORAGE = "1.2.840.10008.1.3.10"
-
-
-class LoaderError(Exception):
-    """A failure with a reason code; becomes an :class:`ErrorRecord`."""
-
-    def __init__(self, reason: str, message: str, sop_instance_uid: str = "") -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.sop_instance_uid = sop_instance_uid
-
-
-@dataclass
-class FrameInfo:
-    """Header facts of one decoded image (frame), for ``burnscope inspect``."""
-
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    photometric_interpretation: str
-    rows: int
-    columns: int
-    frame_number: int
-    number_of_frames: int
-
-
-@dataclass
-class FileResult:
-    """What loading one file produced: images (one per frame) with their header facts, or an error."""
-
-    path: Path
-    images: list[ImageRecord] = field(default_factory=list)
-    infos: list[FrameInfo] = field(default_factory=list)
-    error: ErrorRecord | None = None
-    #: Header facts when the file was DICOM but failed later (for inspect).
-    header: FrameInfo | None = None
-    #: True when a series selector left the file out (neither images nor an error).
-    skipped: bool = False
-
-
-# --------------------------------------------------------------------------------------------
-# Scanning
-# --------------------------------------------------------------------------------------------
-
-
-def _ignored(name: str, ignore: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in ignore)
-
-
-def read_dicomdir(dicomdir: Path) -> list[Path]:
-    """Files referenced by a DICOMDIR (IMAGE and other instance records), in record order."""
-    ds = pydicom.dcmread(dicomdir)
-    base = dicomdir.parent
-    files: list[Path] = []
-    for record in ds.get("DirectoryRecordSequence", []):
-        ref = record.get("ReferencedFileID")
-        if not ref:
-            continue
-        parts = [ref] if isinstance(ref, str) else list(ref)
-        candidate = base.joinpath(*parts)
-        if not candidate.exists():  # media written on case-insensitive systems
-            lowered = base.joinpath(*(p.lower() for p in parts))
-            candidate = lowered if lowered.exists() else candidate
-        files.append(candidate)
-    return list(dict.fromkeys(files))
-
-
-def scan(root: str | os.PathLike, ignore: Iterable[str] = DEFAULT_IGNORE) -> list[Path]:
-    """Files the loader would read under ``root`` (a file or folder), in a stable order.
-
-    Folders are walked recursively in sorted order. A folder holding a DICOMDIR contributes
-    the files its records reference (its own subtree is not walked again), so media with
-    extension-less file names load exactly as the DICOMDIR describes them.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"input path does not exist: {root}")
-    if root.is_file():
-        if root.name.upper() == "DICOMDIR":
-            return [p for p in read_dicomdir(root) if p.exists()]
-        return [root]
-    ignore = tuple(ignore)
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        dicomdir = next((f for f in filenames if f.upper() == "DICOMDIR"), None)
-        if dicomdir is not None:
-            try:
-                referenced = read_dicomdir(here / dicomdir)
-            except Exception as exc:  # unreadable DICOMDIR: fall back to walking
-                log.warning("DICOMDIR %s unreadable (%s); scanning the folder instead", here / dicomdir, exc)
-            else:
-                missing = [p for p in referenced if not p.exists()]
-                if missing:
-                    log.warning("DICOMDIR %s references %d missing file(s)", here / dicomdir, len(missing))
-                found.extend(p for p in referenced if p.exists())
-                dirnames[:] = []
-                continue
-        for name in sorted(filenames):
-            if not _ignored(name, ignore):
-                found.append(here / name)
-    return found
-
-
-# --------------------------------------------------------------------------------------------
-# Colour handling
-# --------------------------------------------------------------------------------------------
-
-
-def _first(value: Any) -> float:
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return float(value[0])
-    return float(value)
-
-
-def _window(arr: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """VOI window to [0, 1] following PS3.3 C.11.2.1.2 (LINEAR, LINEAR_EXACT, SIGMOID)."""
-    function = (function or "LINEAR").upper()
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (arr - center) / width))
-    if function == "LINEAR_EXACT":
-        out = (arr - center) / width + 0.5
-    else:
-        if width < 1:
-            width = 1.0
-        out = (arr - (center - 0.5)) / (width - 1) + 0.5
-    return np.clip(out, 0.0, 1.0)
-
-
-def _scale_to_uint8(arr: np.ndarray, low: float, high: float) -> np.ndarray:
-    if high <= low:
-        return np.zeros(arr.shape, np.uint8)
-    out = (arr.astype(np.float64) - low) * (255.0 / (high - low))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def grey_to_uint8(arr: np.ndarray, ds: Dataset, frame_index: int = 0) -> np.ndarray:
-    """One greyscale frame (stored values) → H×W uint8 for display, MONOCHROME1 inverted.
-
-    Modality LUT/rescale first, then the VOI LUT or the first window of the dataset; with
-    neither, 8-bit images keep their values and deeper ones are stretched min→max.
-    """
-    has_rescale = "RescaleSlope" in ds or "ModalityLUTSequence" in ds
-    has_window = "WindowCenter" in ds and "WindowWidth" in ds
-    has_voi_lut = "VOILUTSequence" in ds
-    bits_stored = int(ds.get("BitsStored", 8) or 8)
-    values = apply_modality_lut(arr, ds) if has_rescale else arr
-    if has_voi_lut and not has_window:
-        values = apply_voi(values, ds, index=0)
-        lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        out = _scale_to_uint8(values, 0, 2**lut_bits - 1)
-    elif has_window:
-        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
-        function = str(ds.get("VOILUTFunction", "LINEAR"))
-        out = np.rint(_window(values.astype(np.float64), center, width, function) * 255).astype(np.uint8)
-    elif values.dtype == np.uint8 or (bits_stored <= 8 and not has_rescale and arr.dtype.kind == "u"):
-        out = values.astype(np.uint8)
-    else:
-        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        out = _scale_to_uint8(values, low, high)
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
-        out = 255 - out
-    return out
-
-
-def to_rgb8(arr: np.ndarray, ds: Dataset, frame_index: int = 0) -> np.ndarray:
-    """One frame as pydicom's ``pixel_array`` gives it (YBR already converted) → H×W×3 uint8 RGB.
-
-    Handles PALETTE COLOR, MONOCHROME1/2 (modality + VOI, MONOCHROME1 inverted), 16-bit colour
-    and greyscale → 3 identical channels.
-    """
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if photometric == "PALETTE COLOR":
-        rgb = apply_color_lut(arr, ds)
-        if rgb.dtype != np.uint8:
-            # Palette entries are 8 or 16 bits (LUT Descriptor); scale 16-bit entries down.
-            bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
-            rgb = (rgb >> (bits - 8)).astype(np.uint8) if bits > 8 else rgb.astype(np.uint8)
-        return np.ascontiguousarray(rgb)
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        if arr.dtype != np.uint8:
-            bits = int(ds.get("BitsStored", 8) or 8)
-            arr = (arr >> max(bits - 8, 0)).astype(np.uint8) if arr.dtype.kind in "ui" else arr.astype(np.uint8)
-        return np.ascontiguousarray(arr)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    grey = grey_to_uint8(arr, ds, frame_index)
-    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-
-
-# --------------------------------------------------------------------------------------------
-# Context
-# --------------------------------------------------------------------------------------------
-
-_LATERALITY = {"L": "left", "R": "right", "B": "bilateral"}
-
-
-def body_site_of(ds: Dataset) -> str:
-    """'left forearm' style text from the Anatomic Region Sequence (or Body Part Examined)."""
-    site = ""
-    region = ds.get("AnatomicRegionSequence")
-    if region:
-        site = str(region[0].get("CodeMeaning", "") or "")
-    if not site:
-        site = str(ds.get("BodyPartExamined", "") or "")
-    site = site.strip().lower()
-    side = _LATERALITY.get(str(ds.get("ImageLaterality", ds.get("Laterality", "")) or "").upper(), "")
-    return f"{side} {site}" if site and side else site
-
-
-def _age_years(age: str) -> float | None:
-    match = re.fullmatch(r"(\d{3})([DWMY])", age.strip()) if age else None
-    if not match:
-        return None
-    value = int(match.group(1))
-    return {"Y": value, "M": round(value / 12, 2), "W": round(value / 52.18, 2), "D": round(value / 365.25, 3)}[
-        match.group(2)
-    ]
-
-
-class _Sidecars:
-    """Reads and caches sidecar JSON; bad sidecars are logged (by file name) and ignored."""
-
-    def __init__(self) -> None:
-        self._cache: dict[Path, dict[str, Any] | None] = {}
-
-    def _read(self, path: Path) -> dict[str, Any] | None:
-        if path not in self._cache:
-            data = None
-            if path.is_file():
-                try:
-                    data = json.loads(path.read_text())
-                    if not isinstance(data, dict):
-                        raise ValueError("top level is not an object")
-                except Exception as exc:
-                    log.warning("ignoring sidecar %s: %s", path.name, exc)
-                    data = None
-            self._cache[path] = data
-        return self._cache[path]
-
-    def case_for(self, file: Path, root: Path | None) -> dict[str, Any]:
-        case: dict[str, Any] = {}
-        folder = file.parent
-        stop = root.resolve() if root is not None else folder.resolve()
-        while True:
-            found = self._read(folder / CASE_SIDECAR)
-            if found is not None:
-                case.update(found)
-                break
-            if folder.resolve() == stop or folder.parent == folder:
-                break
-            folder = folder.parent
-        own = self._read(file.with_suffix(".json")) if file.suffix.lower() != ".json" else None
-        if own is not None:
-            case.update(own)
-        return case
-
-
-def build_context(ds: Dataset, path: Path, frame_number: int, case: dict[str, Any]) -> ImageContext:
-    """The :class:`ImageContext` of one frame of ``ds``."""
-    case = dict(case)
-    if "age_years" not in case:
-        age = _age_years(str(ds.get("PatientAge", "") or ""))
-        if age is not None:
-            case["age_years"] = age
-    if "weight_kg" not in case and ds.get("PatientWeight"):
-        try:
-            case["weight_kg"] = float(ds.PatientWeight)
-        except (TypeError, ValueError):
-            pass
-    return ImageContext(
-        source=str(path),
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
-        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
-        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
-        frame_number=frame_number,
-        modality=str(ds.get("Modality", "") or ""),
-        study_date=str(ds.get("StudyDate", "") or ""),
-        study_description=str(ds.get("StudyDescription", "") or ""),
-        series_description=str(ds.get("SeriesDescription", "") or ""),
-        accession_number=str(ds.get("AccessionNumber", "") or ""),
-        body_site=body_site_of(ds),
-        patient=PatientIdentity(
-            name=str(ds.get("PatientName", "") or ""),
-            patient_id=str(ds.get("PatientID", "") or ""),
-            birth_date=str(ds.get("PatientBirthDate", "") or ""),
-            sex=str(ds.get("PatientSex", "") or ""),
-        ),
-        case=case,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding one file
-# --------------------------------------------------------------------------------------------
-
-
-def _read_dataset(path: Path) -> Dataset:
-    try:
-        return pydicom.dcmread(path)
-    except InvalidDicomError:
-        pass  # maybe a bare dataset without preamble/meta: try once more below
-    except (EOFError, OSError) as exc:
-        raise LoaderError("truncated", f"file ends early: {exc}") from exc
-    except Exception as exc:
-        raise LoaderError("not_dicom", f"not readable as DICOM: {exc}") from exc
-    try:
-        ds = pydicom.dcmread(path, force=True)
-    except (EOFError,) as exc:
-        raise LoaderError("not_dicom", "no DICOM header and not parseable as a dataset") from exc
-    except Exception as exc:
-        raise LoaderError("not_dicom", f"not a DICOM file: {type(exc).__name__}") from exc
-    # force=True parses almost anything; a real dataset has its SOP class or pixel module.
-    try:
-        plausible = ("SOPClassUID" in ds or "PixelData" in ds) and len(ds) > 2
-    except Exception:
-        plausible = False
-    if not plausible:
-        raise LoaderError("not_dicom", "no DICOM header (no 'DICM' prefix, no recognisable dataset)")
-    return ds
-
-
-def _transfer_syntax(ds: Dataset) -> UID:
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    if ts:
-        return UID(ts)
-    # Bare datasets: pydicom decided the encoding while reading.
-    if ds.is_little_endian is False:
-        return UID("1.2.840.10008.1.2.2")
-    return UID("1.2.840.10008.1.2.1" if ds.is_implicit_VR is False else "1.2.840.10008.1.2")
-
-
-def _expected_native_bytes(ds: Dataset, frames: int) -> int:
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    bits = int(ds.BitsAllocated)
-    if bits == 1:
-        return (rows * cols * frames * samples + 7) // 8
-    per_pixel = samples
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
-        per_pixel = 2  # two luminance samples share one Cb and one Cr
-    return rows * cols * per_pixel * frames * (bits // 8)
-
-
-_PIXEL_DATA_UNDEFINED_LENGTH = (
-    b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",  # explicit VR little endian
-    b"\xe0\x7f\x10\x00\xff\xff\xff\xff",  # implicit VR little endian
-)
-
-
-def _pixel_data_was_cut(path: Path, ds: Dataset) -> bool:
-    """True when the file holds a Pixel Data header that pydicom could not read to its end.
-
-    pydicom drops an undefined-length element (and everything read with it) when the file ends
-    before the sequence delimiter, so a cut-off JPEG file reads back as a dataset without
-    pixels; the raw bytes still show where the pixel data began.
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return False
-    if any(marker in raw for marker in _PIXEL_DATA_UNDEFINED_LENGTH):
-        return True  # the header is there, yet pydicom kept no Pixel Data: it ran out of bytes
-    return len(ds) == 0 and len(raw) > 132
 
 
 class DicomLoader:
@@ -527,83 +150,11 @@ class DicomLoader:
     def _decode(
         self, ds: Dataset, path: Path, root: Path | None, result: FileResult
     ) -> tuple[list[ImageRecord], list[FrameInfo]]:
-        meta_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", "") or "")
-        if meta_class == MEDIA_DIRECTORY_STORAGE:
-            raise LoaderError("no_pixel_data", "a DICOMDIR (media directory) holds no image")
-        ts = _transfer_syntax(ds)
-        pixel_keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
-        photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        try:
-            frames = int(ds.get("NumberOfFrames", 1) or 1)
-        except (TypeError, ValueError):
-            frames = 1
-        result.header = FrameInfo(str(ds.get("SOPClassUID", "") or ""), str(ts), photometric, rows, cols, 0, frames)
-        if pixel_keyword is None:
-            if _pixel_data_was_cut(path, ds):
-                raise LoaderError("truncated", "the file ends inside its (encapsulated) Pixel Data")
-            raise LoaderError("no_pixel_data", "the dataset has no Pixel Data")
-        if rows <= 0 or cols <= 0:
-            raise LoaderError("decode_failed", f"invalid image size {rows}×{cols}")
-        if rows * cols * frames > self.max_pixels:
-            raise LoaderError(
-                "too_large", f"{rows}×{cols}×{frames} frames exceeds the limit of {self.max_pixels} pixels"
-            )
-        try:
-            decoder = get_decoder(ts)
-        except NotImplementedError as exc:
-            raise LoaderError("unsupported_transfer_syntax", f"no pixel decoder for transfer syntax {ts}") from exc
-        if not decoder.is_available:
-            raise LoaderError(
-                "unsupported_transfer_syntax",
-                f"no installed plugin decodes {ts.name} ({ts}); missing: {decoder.missing_dependencies}",
-            )
-        if pixel_keyword == "PixelData" and not ts.is_compressed:
-            have, need = len(ds.PixelData), _expected_native_bytes(ds, frames)
-            if have < need:
-                raise LoaderError("truncated", f"pixel data has {have} of {need} bytes")
-        frame_arrays = self._gpu_frames(ds, str(ts), frames, path) if self.gpu_jpeg else None
-        on_gpu = frame_arrays is not None
-        if frame_arrays is None:
-            try:
-                arr = self._pixel_array(ds)
-            except (EOFError, ValueError) as exc:
-                text = str(exc).lower()
-                cut = "less than expected" in text or "end of" in text or "eof" in text
-                raise LoaderError("truncated" if cut else "decode_failed", f"{type(exc).__name__}: {exc}") from exc
-            except Exception as exc:
-                raise LoaderError("decode_failed", f"{type(exc).__name__}: {exc}") from exc
-            frame_arrays = [arr[i] for i in range(arr.shape[0])] if frames > 1 else [arr]
-        case = self._sidecars.case_for(path, root) if self.read_sidecars else {}
-        images: list[ImageRecord] = []
-        infos: list[FrameInfo] = []
-        for index, frame in enumerate(frame_arrays):
-            try:
-                rgb = frame if on_gpu else to_rgb8(frame, ds, index)
-            except Exception as exc:
-                raise LoaderError("decode_failed", f"colour conversion failed: {type(exc).__name__}: {exc}") from exc
-            images.append(ImageRecord(build_context(ds, path, index + 1, case), rgb))
-            infos.append(FrameInfo(result.header.sop_class_uid, str(ts), photometric, rows, cols, index + 1, frames))
-        return images, infos
-
-    def _gpu_frames(self, ds: Dataset, ts: str, frames: int, path: Path) -> list[Any] | None:
-        from burnscope.operators.dicom_loader import gpu_jpeg
-
-        if not (gpu_jpeg.eligible(ds, ts) and gpu_jpeg.available()):
-            return None
-        try:
-            return gpu_jpeg.decode_frames(ds, frames)
-        except Exception as exc:  # the CPU decoders get their chance and their error codes
-            log.debug("%s: GPU JPEG decode failed (%s); decoding on the CPU", path.name, exc)
-            return None
-
-    def _pixel_array(self, ds: Dataset) -> np.ndarray:
-        if self.decoding_plugin:
-            try:
-                return pixel_array(ds, decoding_plugin=self.decoding_plugin)
-            except Exception:
-                pass  # that plugin cannot do this file: let pydicom pick another
-        return ds.pixel_array
+        return decode_dataset(
+            ds, path, result, max_pixels=self.max_pixels,
+            case=self._sidecars.case_for(path, root) if self.read_sidecars else {},
+            decoding_plugin=self.decoding_plugin, gpu_jpeg=self.gpu_jpeg,
+        )
 
     # -- many files ----------------------------------------------------------------------
     def iter_file_results(
@@ -723,3 +274,10 @@ class DicomLoader:
 def load(path: str | os.PathLike, **options: Any) -> tuple[list[ImageRecord], list[ErrorRecord]]:
     """Shortcut for ``DicomLoader(**options).load(path)``."""
     return DicomLoader(**options).load(path)
+
+
+__all__ = [
+    "CASE_SIDECAR", "DEFAULT_IGNORE", "DEFAULT_MAX_PIXELS", "MEDIA_DIRECTORY_STORAGE", "REASONS", "DicomLoader",
+    "FileResult", "FrameInfo", "LoaderError", "body_site_of", "build_context", "decode_dataset", "grey_to_uint8",
+    "load", "read_dicomdir", "scan", "to_rgb8",
+]

@@ -30,7 +30,7 @@ def available() -> bool:
     try:
         from nvidia import nvimgcodec  # noqa: F401
 
-        from burnscope.operators.gpu import cupy_usable
+        from burnscope.common.gpu import cupy_usable
 
         usable = cupy_usable()
     except Exception:  # ImportError, or a library that fails to load

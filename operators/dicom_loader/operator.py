@@ -15,7 +15,7 @@ from holoscan.core import Operator, OperatorSpec
 
 from burnscope.operators.dicom_loader.core import DEFAULT_IGNORE, DEFAULT_MAX_PIXELS, DicomLoader, FileResult
 from burnscope.operators.dicom_loader.watcher import IN_PROGRESS_PATTERNS, FolderWatcher
-from burnscope.operators.messages import ErrorRecord, ImageRecord
+from burnscope.common.messages import ErrorRecord, ImageRecord
 
 #: ``on_progress(files_done, files_total, result)``: called after each file is loaded.
 ProgressCallback = Callable[[int, int, FileResult], None]

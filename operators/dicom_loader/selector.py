@@ -40,7 +40,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from burnscope.operators.messages import ImageRecord
+from burnscope.common.messages import ImageRecord
 
 
 class RuleError(ValueError):

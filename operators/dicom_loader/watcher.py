@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from burnscope.operators.dicom_loader.core import DEFAULT_IGNORE, _ignored
+from burnscope.operators.dicom_loader.scanning import DEFAULT_IGNORE, _ignored
 
 #: Names that writers use while a file is still being written.
 IN_PROGRESS_PATTERNS = ("*.part", "*.tmp", "*.partial", "*.crdownload", "*~")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from burnscope.operators.messages import EmbeddingBatch, ImageBatch
+from burnscope.common.messages import EmbeddingBatch, ImageBatch
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloa
 from holoscan.core import Operator, OperatorSpec
 
 from burnscope.operators.inference.core import ImageEncoder
-from burnscope.operators.messages import ImageBatch
+from burnscope.common.messages import ImageBatch
 
 
 class InferenceOp(Operator):

@@ -8,7 +8,7 @@ from typing import Any
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
 from holoscan.core import Operator, OperatorSpec
 
-from burnscope.operators.messages import ImageBatch, ImageRecord
+from burnscope.common.messages import ImageBatch, ImageRecord
 from burnscope.operators.preprocess.core import Preprocessor
 
 

@@ -1,6 +1,7 @@
 """Coded concepts used by the DICOM SR and FHIR reports (see docs/integration.md).
 
-Only codes checked against a published source are given in SNOMED CT (``SCT``); the DICOM
+Burn-depth codes come from :mod:`burnscope.common.vocabulary`. Only codes checked against a
+published source are given in SNOMED CT (``SCT``); the DICOM
 dictionary (``DCM``), UCUM and the SNOMED concepts that the DICOM standard's context groups
 list come from pydicom's copy of the standard. Burn-depth classes without a checked SNOMED CT
 concept use the local scheme :data:`LOCAL_SCHEME` (code = class key); an integrator whose
@@ -15,9 +16,9 @@ import uuid
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 
-#: Private coding scheme of burnscope (DICOM PS3.16: designators starting with "99" are local).
-#: Code values are at most 16 characters (VR SH).
-LOCAL_SCHEME = "99BURNSCOPE"
+from burnscope.common import vocabulary
+from burnscope.common.vocabulary import LOCAL_SCHEME
+
 LOCAL_SCHEME_NAME = "burnscope local codes"
 #: The same local codes in FHIR.
 FHIR_LOCAL_SYSTEM = "urn:burnscope:codes"
@@ -28,26 +29,10 @@ FHIR_DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 #: SNOMED CT concepts checked against a published source.
 SCT_BURN = CodedConcept("125666000", "SCT", "Burn")  # Burn (disorder)
-SCT_DEEP_PARTIAL_THICKNESS_BURN = CodedConcept("262588000", "SCT", "Deep partial thickness burn")
 
-#: Burn-depth class key → coded concept. Keys other models use map by normalised name.
+#: Burn-depth class key → coded concept (the vocabulary's codes, as highdicom concepts).
 DEPTH_CODES: dict[str, CodedConcept] = {
-    "superficial": CodedConcept("superficial", LOCAL_SCHEME, "Superficial burn (first degree)"),
-    "superficial_partial": CodedConcept("sup_partial", LOCAL_SCHEME, "Superficial partial-thickness burn"),
-    "deep_partial": SCT_DEEP_PARTIAL_THICKNESS_BURN,
-    "full_thickness": CodedConcept("full_thickness", LOCAL_SCHEME, "Full-thickness burn"),
-    "not_burn": CodedConcept("not_burn", LOCAL_SCHEME, "Not a burn or unusable image"),
-    "needs_review": CodedConcept("needs_review", LOCAL_SCHEME, "Undetermined, needs clinician review"),
-}
-
-_ALIASES = {
-    "superficial_partial_thickness": "superficial_partial",
-    "deep_partial_thickness": "deep_partial",
-    "full": "full_thickness",
-    "unusable": "not_burn",
-    "not_a_burn": "not_burn",
-    "no_burn": "not_burn",
-    "abstain": "needs_review",
+    key: CodedConcept(code.value, code.scheme, code.meaning) for key, code in vocabulary.CODES.items()
 }
 
 #: Body sites (SNOMED CT, as listed in DICOM CID 4 "Anatomic Region").
@@ -108,7 +93,6 @@ def depth_concept(label: str, code_map: dict[str, CodedConcept] | None = None) -
     """Coded concept of a burn-depth class key (unknown keys get a local code of their own)."""
     table = {**DEPTH_CODES, **(code_map or {})}
     key = _normalise(label)
-    key = _ALIASES.get(key, key)
     if key in table:
         return table[key]
     return CodedConcept(key[:14] or "unknown", LOCAL_SCHEME, label.replace("_", " ")[:64] or "unknown")

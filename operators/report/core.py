@@ -16,11 +16,14 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from burnscope.operators.messages import DEMO_BANNER, Decision, ErrorRecord, ImageContext
+from burnscope.common.messages import DEMO_BANNER, Decision, ErrorRecord, ImageContext, ReportBundle
+from burnscope.common.vocabulary import depth_rank
+from burnscope.operators.report import formats as report_formats
+from burnscope.operators.report.formats import ALL_FORMATS
+from burnscope.common.vocabulary import display_name as label_display
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +39,7 @@ DISCLAIMER = (
 
 NEEDS_REVIEW_TEXT = "needs clinician review"
 
-#: Display names of the burn-depth class keys (other keys are shown with "_" as spaces).
-LABEL_DISPLAY = {
-    "superficial": "Superficial (first degree)",
-    "superficial_partial": "Superficial partial-thickness",
-    "superficial_partial_thickness": "Superficial partial-thickness",
-    "deep_partial": "Deep partial-thickness",
-    "deep_partial_thickness": "Deep partial-thickness",
-    "full_thickness": "Full-thickness",
-    "not_burn": "Not a burn / unusable image",
-    "unusable": "Not a burn / unusable image",
-    "needs_review": "Undetermined (needs clinician review)",
-}
-
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def label_display(label: str) -> str:
-    """Human-readable name of a class key."""
-    return LABEL_DISPLAY.get(label, label.replace("_", " ").strip().capitalize() or "(none)")
 
 
 def utc_now() -> _dt.datetime:
@@ -191,8 +176,8 @@ def build_report(
         },
         "decision_support": {
             "tbsa_percent": decision.tbsa_percent,
-            "parkland": dict(decision.parkland) if decision.parkland else None,
-            "referral": dict(decision.referral) if decision.referral else None,
+            "parkland": decision.parkland.as_dict() if decision.parkland else None,
+            "referral": decision.referral.as_dict() if decision.referral else None,
             "warnings": list(decision.warnings),
             "details": dict(decision.details),
         },
@@ -331,17 +316,6 @@ def render_text(report: dict[str, Any]) -> str:
 
 
 STUDY_SCHEMA = "burnscope.study-report"
-#: Burn depths, shallow to deep (class keys as the severity head names them, and short aliases).
-DEPTH_ORDER = {
-    "superficial": 1,
-    "superficial_partial": 2,
-    "superficial_partial_thickness": 2,
-    "deep_partial": 3,
-    "deep_partial_thickness": 3,
-    "full_thickness": 4,
-}
-
-
 def build_study_rollup(
     study_uid: str, per_image: dict[str, dict[str, Any]], *, generated_at: _dt.datetime | None = None
 ) -> dict[str, Any]:
@@ -364,11 +338,11 @@ def build_study_rollup(
                 "confidence": r["finding"]["confidence"],
                 "needs_clinician_review": r["finding"]["needs_clinician_review"],
                 "tbsa_percent": r["decision_support"]["tbsa_percent"],
-                "referral_recommended": referral.get("recommended", referral.get("refer")),
+                "referral_recommended": referral.get("recommended"),
             }
         )
-    graded = [i for i in images if not i["needs_clinician_review"] and i["label"] in DEPTH_ORDER]
-    deepest = max(graded, key=lambda i: DEPTH_ORDER[i["label"]]) if graded else None
+    graded = [i for i in images if not i["needs_clinician_review"] and depth_rank(i["label"])]
+    deepest = max(graded, key=lambda i: depth_rank(i["label"])) if graded else None
     demo = any(r["demo_model"] for r in reports)
     return _finite(
         {
@@ -434,36 +408,6 @@ def _rollup_stem(study_uid: str, image_stems: list[str]) -> str:
     return f"study_{_safe_component(study_uid) or 'unknown'}"
 
 
-@dataclass
-class ReportBundle:
-    """The rendered artefacts of one report, ready for a sink.
-
-    ``artefacts`` maps a file suffix (with its leading dot, e.g. ``".json"``, ``".sr.dcm"``) to
-    the file's bytes; a sink writes ``<stem><suffix>``. ``label`` is what logs may print (SOP
-    Instance UID or file name, never patient data). ``deliveries`` lists what network sinks
-    send: ``{"suffix", "kind" ("dicom"|"fhir"), "key" (SOP Instance UID or Bundle id)}``.
-    """
-
-    stem: str
-    artefacts: dict[str, bytes] = field(repr=False)
-    label: str = ""
-    demo: bool = False
-    report: dict[str, Any] = field(default_factory=dict, repr=False)
-    deliveries: list[dict[str, str]] = field(default_factory=list)
-    study_instance_uid: str = ""
-    #: Outputs that could not be rendered (``stage="report"``); the other artefacts are intact.
-    errors: list[ErrorRecord] = field(default_factory=list)
-    #: "image" (one per decision) or "study" (a roll-up that a later, fuller one replaces).
-    kind: str = "image"
-
-    def __repr__(self) -> str:
-        return f"ReportBundle({self.stem}, {sorted(self.artefacts)})"
-
-
-#: A renderer adds artefacts to a bundle: ``renderer(decision, report_dict, bundle, state)``.
-Renderer = Callable[[Decision, dict[str, Any], ReportBundle, dict[str, Any]], None]
-
-
 def _unique_stem(stem: str, key: str, taken: dict[str, str]) -> str:
     """``stem``, or ``stem_2``, ``stem_3`` … when another source already uses it in this run."""
     candidate, n = stem, 1
@@ -500,12 +444,13 @@ class ReportEmitter:
     ) -> None:
         self.formats = tuple(dict.fromkeys(formats))
         self.source_root = str(source_root) if source_root else None
-        renderers = _available_renderers(self.formats)
-        unknown = [f for f in self.formats if f not in renderers]
+        unknown = [f for f in self.formats if f not in report_formats.FORMATS]
         if unknown:
             raise ValueError(
-                f"unknown report format(s): {', '.join(unknown)}; known: {', '.join(ALL_FORMATS)}"
+                f"unknown report format(s): {', '.join(unknown)}; known: {', '.join(report_formats.FORMATS)}"
             )
+        self._formats = [report_formats.get(f) for f in self.formats]
+        self._renderers = {f.name: f.load() for f in self._formats}
         self.clock = clock
         # Per-emitter state of the renderers: one output series per study, options.
         self.state: dict[str, Any] = {
@@ -517,8 +462,7 @@ class ReportEmitter:
     def emit_one(self, decision: Decision, stem: str | None = None) -> ReportBundle:
         ctx = decision.finding.context
         report = build_report(decision, generated_at=self.clock())
-        renderers = _available_renderers(self.formats)
-        if any(f not in RENDERERS_BASIC for f in self.formats):
+        if any(not f.final for f in self._formats):
             from burnscope.operators.report.standards import plan_outputs
 
             report["outputs"] = plan_outputs(self.formats, decision, report, self.state)
@@ -532,13 +476,15 @@ class ReportEmitter:
         )
         # Standards renderers first: the JSON/text then show the final ``outputs`` block and any
         # renderer failure. A failing renderer costs its own artefact only, never the report.
-        for fmt in sorted(self.formats, key=lambda f: f in RENDERERS_BASIC):
-            if fmt in RENDERERS_BASIC:
-                renderers[fmt](decision, report, bundle, self.state)
+        for fmt in sorted(self._formats, key=lambda f: f.final):
+            render = self._renderers[fmt.name]
+            if fmt.final:
+                render(decision, report, bundle, self.state)
                 continue
+            fmt = fmt.name
             before_artefacts, before_deliveries = set(bundle.artefacts), len(bundle.deliveries)
             try:
-                renderers[fmt](decision, report, bundle, self.state)
+                render(decision, report, bundle, self.state)
             except Exception as exc:  # noqa: BLE001 - any library error becomes an error record
                 for suffix in set(bundle.artefacts) - before_artefacts:
                     del bundle.artefacts[suffix]
@@ -556,7 +502,7 @@ class ReportEmitter:
                 log.error("report %s: %s output failed (%s); see errors.jsonl", ctx.label, fmt, type(exc).__name__)
         bundle.artefacts = {
             s: bundle.artefacts[s]
-            for s in sorted(bundle.artefacts, key=_suffix_rank)
+            for s in sorted(bundle.artefacts, key=report_formats.suffix_rank)
             if s in bundle.artefacts
         }
         if ctx.study_instance_uid:
@@ -607,36 +553,16 @@ class ReportEmitter:
         return [self.emit_one(d, self.stem_for(d)) for d in decisions]
 
 
-def _render_json(
+def render_json_artefact(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
     bundle.artefacts[".json"] = render_json(report)
 
 
-def _render_txt(
+def render_text_artefact(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
     bundle.artefacts[".txt"] = render_text(report).encode("utf-8")
-
-
-#: Format name → renderer. :mod:`burnscope.operators.report.standards` adds the DICOM, PDF and
-#: FHIR renderers on import.
-RENDERERS: dict[str, Renderer] = {"json": _render_json, "txt": _render_txt}
-RENDERERS_BASIC = ("json", "txt")
-ALL_FORMATS = ("json", "txt", "sr", "pdf", "pdf_dcm", "fhir")
-_SUFFIX_ORDER = [".json", ".txt", ".pdf", ".sr.dcm", ".pdf.dcm", ".fhir.json"]
-
-
-def _suffix_rank(suffix: str) -> tuple[int, str]:
-    return (_SUFFIX_ORDER.index(suffix) if suffix in _SUFFIX_ORDER else len(_SUFFIX_ORDER), suffix)
-
-
-def _available_renderers(formats: Iterable[str] = ()) -> dict[str, Renderer]:
-    # The DICOM/PDF/FHIR renderers import heavy libraries (highdicom, reportlab, fhir.resources):
-    # load them only when a format needs them.
-    if any(f not in RENDERERS for f in formats):
-        from burnscope.operators.report import standards  # noqa: F401  (registers renderers)
-    return RENDERERS
 
 
 __all__ = [
@@ -647,7 +573,6 @@ __all__ = [
     "DISCLAIMER",
     "REPORT_SCHEMA",
     "REPORT_SCHEMA_VERSION",
-    "RENDERERS",
     "ReportBundle",
     "ReportEmitter",
     "build_report",

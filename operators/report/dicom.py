@@ -39,7 +39,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian
 
-from burnscope.operators.messages import DEMO_BANNER, Decision
+from burnscope.common.messages import DEMO_BANNER, Decision
+from burnscope.common.vocabulary import NEEDS_REVIEW
 from burnscope.operators.report import codes as bc
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -196,23 +197,18 @@ def build_sr(
         measurements.append(
             Measurement(name=bc.CONCEPT_TBSA, value=float(ds_block["tbsa_percent"]), unit=bc.UNIT_PERCENT)
         )
-    parkland = ds_block["parkland"] or {}
-    for concept, keys in (
-        (bc.CONCEPT_FLUID_24H, ("total_ml_24h", "total_24h_ml", "total_ml")),
-        (bc.CONCEPT_FLUID_8H, ("first_8h_ml",)),
-    ):
-        value = next((parkland[k] for k in keys if isinstance(parkland.get(k), (int, float))), None)
-        if value is not None:
+    plan = decision.parkland
+    if plan is not None:
+        for concept, value in ((bc.CONCEPT_FLUID_24H, plan.total_ml_24h), (bc.CONCEPT_FLUID_8H, plan.first_8h_ml)):
             measurements.append(Measurement(name=concept, value=float(value), unit=bc.UNIT_ML))
 
-    depth_value = bc.depth_concept("needs_review" if finding.abstained else finding.label, code_map)
+    depth_value = bc.depth_concept(NEEDS_REVIEW if finding.abstained else finding.label, code_map)
     evaluations = [
         QualitativeEvaluation(name=bc.CONCEPT_DEPTH, value=depth_value),
         QualitativeEvaluation(name=bc.CONCEPT_REVIEW, value=bc.YES if finding.abstained else bc.NO),
     ]
-    referral = ds_block["referral"] or {}
-    refer = next((referral[k] for k in ("recommended", "refer") if isinstance(referral.get(k), bool)), None)
-    if isinstance(refer, bool):
+    if decision.referral is not None:
+        refer = decision.referral.recommended
         evaluations.append(QualitativeEvaluation(name=bc.CONCEPT_REFERRAL, value=bc.YES if refer else bc.NO))
 
     site = bc.body_site_concept(ctx.body_site)

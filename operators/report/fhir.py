@@ -17,7 +17,8 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 
-from burnscope.operators.messages import DEMO_BANNER, Decision
+from burnscope.common.messages import DEMO_BANNER, Decision
+from burnscope.common.vocabulary import NEEDS_REVIEW
 from burnscope.operators.report import codes as bc
 
 #: Default identifier system of the DICOM Patient ID; set the hospital's MRN system instead.
@@ -55,210 +56,131 @@ def _urn() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
 
 
-def build_bundle(
-    decision: Decision,
-    report: dict[str, Any],
-    outputs: dict[str, Any],
-    *,
-    patient_identifier_system: str = DEFAULT_PATIENT_ID_SYSTEM,
-    code_map: dict | None = None,
-) -> dict[str, Any]:
-    """The transaction Bundle as a JSON dict; raises ``pydantic.ValidationError`` if invalid."""
-    finding = decision.finding
-    ctx = finding.context
-    fnd, ds = report["finding"], report["decision_support"]
-    when = report["generated_at"]
-    bundle_id = outputs["fhir"]["bundle_id"]
-    entries: list[dict[str, Any]] = []
-    notes = ([DEMO_BANNER] if finding.model.demo else []) + [report["disclaimer"]]
+class _Entries:
+    """The Bundle's entries; each new resource gets a ``urn:uuid:`` full URL and a conditional
+    create, so a re-sent Bundle (after a crash between send and acknowledgement) creates
+    nothing twice."""
 
-    patient_ref = None
-    patient = ctx.patient
-    if patient.patient_id:
-        patient_url = _urn()
-        resource: dict[str, Any] = {
-            "resourceType": "Patient",
-            "identifier": [{"system": patient_identifier_system, "value": patient.patient_id}],
-            "gender": _gender(patient.sex),
-        }
-        if patient.name:
-            family, _, given = patient.name.partition("^")
-            name: dict[str, Any] = {
-                "text": " ".join(x for x in (given.replace("^", " "), family) if x).strip()
-            }
-            if family:
-                name["family"] = family
-            if given:
-                name["given"] = [g for g in given.split("^") if g][:2]
-            resource["name"] = [name]
-        if _fhir_date(patient.birth_date):
-            resource["birthDate"] = _fhir_date(patient.birth_date)
-        entries.append(
-            {
-                "fullUrl": patient_url,
-                "resource": resource,
-                "request": {
-                    "method": "POST",
-                    "url": "Patient",
-                    "ifNoneExist": f"identifier={patient_identifier_system}|{patient.patient_id}",
-                },
-            }
-        )
-        patient_ref = {"reference": patient_url}
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
 
-    study_uid = outputs["study_instance_uid"]
-    study_ref = None
-    if patient_ref is not None:
-        study_url = _urn()
-        study: dict[str, Any] = {
-            "resourceType": "ImagingStudy",
-            "identifier": [{"system": bc.FHIR_DICOM_UID, "value": f"urn:oid:{study_uid}"}],
-            "status": "available",
-            "subject": patient_ref,
-        }
-        if _fhir_date(ctx.study_date):
-            study["started"] = _fhir_date(ctx.study_date)
-        if ctx.study_description:
-            study["description"] = ctx.study_description
-        if ctx.series_instance_uid and ctx.sop_instance_uid and not outputs.get("study_uid_generated"):
-            study["series"] = [
-                {
-                    "uid": ctx.series_instance_uid,
-                    "modality": {"system": bc.FHIR_DCM, "code": ctx.modality or "XC"},
-                    "instance": (
-                        [
-                            {
-                                "uid": ctx.sop_instance_uid,
-                                "sopClass": {
-                                    "system": "urn:ietf:rfc:3986",
-                                    "code": f"urn:oid:{ctx.sop_class_uid}",
-                                },
-                            }
-                        ]
-                        if ctx.sop_class_uid
-                        else []
-                    ),
-                }
-            ]
-            if not study["series"][0]["instance"]:
-                del study["series"][0]["instance"]
-        entries.append(
-            {
-                "fullUrl": study_url,
-                "resource": study,
-                "request": {
-                    "method": "POST",
-                    "url": "ImagingStudy",
-                    "ifNoneExist": f"identifier={bc.FHIR_DICOM_UID}|urn:oid:{study_uid}",
-                },
-            }
-        )
-        study_ref = {"reference": study_url}
-
-    site = bc.body_site_concept(ctx.body_site)
-    body_site = (
-        {"coding": [_coding(site)], "text": ctx.body_site}
-        if site is not None
-        else ({"text": ctx.body_site} if ctx.body_site else None)
-    )
-
-    def observation(code: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        res: dict[str, Any] = {
-            "resourceType": "Observation",
-            "status": "preliminary",
-            "category": [_OBS_CATEGORY],
-            "code": code,
-            "effectiveDateTime": when,
-            "issued": when,
-            "note": [{"text": n} for n in notes],
-        }
-        if patient_ref:
-            res["subject"] = patient_ref
-        if study_ref:
-            res["derivedFrom"] = [study_ref]
-        if body_site:
-            res["bodySite"] = body_site
-        res.update(fields)
-        url = _urn()
-        # The entry's own UUID doubles as a business identifier: a re-sent Bundle (after a crash
-        # between send and acknowledgement) creates nothing twice.
-        res["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": url}]
-        entries.append(
+    def add(self, resource: dict[str, Any], if_none_exist: str, url: str | None = None) -> dict[str, str]:
+        url = url or _urn()
+        self.items.append(
             {
                 "fullUrl": url,
-                "resource": res,
-                "request": {
-                    "method": "POST",
-                    "url": "Observation",
-                    "ifNoneExist": f"identifier=urn:ietf:rfc:3986|{url}",
-                },
+                "resource": resource,
+                "request": {"method": "POST", "url": resource["resourceType"], "ifNoneExist": if_none_exist},
             }
         )
         return {"reference": url}
 
-    def quantity(value: float, unit: str) -> dict[str, Any]:
-        return {"value": round(float(value), 4), "unit": unit, "system": bc.FHIR_UCUM, "code": unit}
 
-    depth = bc.depth_concept("needs_review" if finding.abstained else finding.label, code_map)
+def patient_resource(patient: Any, identifier_system: str) -> dict[str, Any]:
+    """Patient from the image's identity (DICOM PN ``family^given^middle`` → FHIR HumanName)."""
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "identifier": [{"system": identifier_system, "value": patient.patient_id}],
+        "gender": _gender(patient.sex),
+    }
+    if patient.name:
+        family, _, given = patient.name.partition("^")
+        name: dict[str, Any] = {"text": " ".join(x for x in (given.replace("^", " "), family) if x).strip()}
+        if family:
+            name["family"] = family
+        if given:
+            name["given"] = [g for g in given.split("^") if g][:2]
+        resource["name"] = [name]
+    if _fhir_date(patient.birth_date):
+        resource["birthDate"] = _fhir_date(patient.birth_date)
+    return resource
+
+
+def imaging_study_resource(
+    ctx: Any, study_uid: str, patient_ref: dict[str, str], *, uid_generated: bool = False
+) -> dict[str, Any]:
+    """ImagingStudy of the source image (its series and instance when the UIDs are real)."""
+    study: dict[str, Any] = {
+        "resourceType": "ImagingStudy",
+        "identifier": [{"system": bc.FHIR_DICOM_UID, "value": f"urn:oid:{study_uid}"}],
+        "status": "available",
+        "subject": patient_ref,
+    }
+    if _fhir_date(ctx.study_date):
+        study["started"] = _fhir_date(ctx.study_date)
+    if ctx.study_description:
+        study["description"] = ctx.study_description
+    if ctx.series_instance_uid and ctx.sop_instance_uid and not uid_generated:
+        series: dict[str, Any] = {
+            "uid": ctx.series_instance_uid,
+            "modality": {"system": bc.FHIR_DCM, "code": ctx.modality or "XC"},
+        }
+        if ctx.sop_class_uid:
+            series["instance"] = [
+                {
+                    "uid": ctx.sop_instance_uid,
+                    "sopClass": {"system": "urn:ietf:rfc:3986", "code": f"urn:oid:{ctx.sop_class_uid}"},
+                }
+            ]
+        study["series"] = [series]
+    return study
+
+
+def _quantity(value: float, unit: str) -> dict[str, Any]:
+    return {"value": round(float(value), 4), "unit": unit, "system": bc.FHIR_UCUM, "code": unit}
+
+
+def _body_site(body_site: str) -> dict[str, Any] | None:
+    site = bc.body_site_concept(body_site)
+    if site is not None:
+        return {"coding": [_coding(site)], "text": body_site}
+    return {"text": body_site} if body_site else None
+
+
+def depth_observation_fields(decision: Decision, report: dict[str, Any], code_map: dict | None) -> dict[str, Any]:
+    """Burn depth: the class (or "needs review"), with each class probability as a component."""
+    finding, fnd = decision.finding, report["finding"]
+    depth = bc.depth_concept(NEEDS_REVIEW if finding.abstained else finding.label, code_map)
+    fields: dict[str, Any] = {"valueCodeableConcept": {"coding": [_coding(depth)], "text": fnd["label_display"]}}
     components = [
         {
             "code": {
                 "coding": [_coding(bc.depth_concept(k, code_map))],
                 "text": f"Probability: {label_display_safe(k)}",
             },
-            "valueQuantity": quantity(p * 100.0, "%"),
+            "valueQuantity": _quantity(p * 100.0, "%"),
         }
         for k, p in fnd["probabilities"].items()
         if p is not None
     ]
-    depth_fields: dict[str, Any] = {
-        "valueCodeableConcept": {"coding": [_coding(depth)], "text": fnd["label_display"]}
-    }
     if components:
-        depth_fields["component"] = components
+        fields["component"] = components
     if finding.abstained:
-        depth_fields["interpretation"] = [{"text": "needs clinician review"}]
-    results = [observation({"coding": [_coding(bc.CONCEPT_DEPTH)], "text": "Burn depth"}, **depth_fields)]
-    if ds["tbsa_percent"] is not None:
-        results.append(
-            observation(
-                {"coding": [_coding(bc.CONCEPT_TBSA)], "text": "TBSA burned"},
-                valueQuantity=quantity(ds["tbsa_percent"], "%"),
-            )
-        )
-    parkland = ds["parkland"] or {}
-    total = next(
-        (
-            parkland[k]
-            for k in ("total_ml_24h", "total_24h_ml", "total_ml")
-            if isinstance(parkland.get(k), (int, float))
-        ),
-        None,
-    )
-    if total is not None:
-        fluid: dict[str, Any] = {"valueQuantity": quantity(total, "mL")}
-        if isinstance(parkland.get("first_8h_ml"), (int, float)):
-            fluid["component"] = [
-                {
-                    "code": {"coding": [_coding(bc.CONCEPT_FLUID_8H)]},
-                    "valueQuantity": quantity(parkland["first_8h_ml"], "mL"),
-                }
-            ]
-        results.append(
-            observation(
-                {"coding": [_coding(bc.CONCEPT_FLUID_24H)], "text": "Parkland fluid estimate, 24 h"}, **fluid
-            )
-        )
+        fields["interpretation"] = [{"text": "needs clinician review"}]
+    return fields
 
+
+def fluid_observation_fields(plan: Any) -> dict[str, Any]:
+    """The 24-h fluid estimate, with the first-8-h volume as a component."""
+    return {
+        "valueQuantity": _quantity(plan.total_ml_24h, "mL"),
+        "component": [
+            {"code": {"coding": [_coding(bc.CONCEPT_FLUID_8H)]}, "valueQuantity": _quantity(plan.first_8h_ml, "mL")}
+        ],
+    }
+
+
+def diagnostic_report_resource(decision: Decision, report: dict[str, Any], bundle_id: str,
+                               results: list[dict[str, str]]) -> dict[str, Any]:
+    """The preliminary DiagnosticReport that refers to every Observation."""
+    fnd, when = report["finding"], report["generated_at"]
     gaps = list(report["missing_inputs"]) + [f"{m} (image context)" for m in report["missing_context"]]
-    conclusion = f"Burn depth: {fnd['label_display']}" + (
-        " (needs clinician review)" if fnd["abstained"] else ""
-    )
+    conclusion = f"Burn depth: {fnd['label_display']}" + (" (needs clinician review)" if fnd["abstained"] else "")
     if gaps:
         conclusion += ". Missing: " + ", ".join(gaps)
-    if finding.model.demo:
+    if decision.finding.model.demo:
         conclusion = DEMO_BANNER + ". " + conclusion
-    diagnostic: dict[str, Any] = {
+    return {
         "resourceType": "DiagnosticReport",
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{bundle_id}"}],
         "status": "preliminary",
@@ -279,29 +201,88 @@ def build_bundle(
         "result": results,
         "conclusion": conclusion + ". " + report["disclaimer"],
     }
+
+
+def build_bundle(
+    decision: Decision,
+    report: dict[str, Any],
+    outputs: dict[str, Any],
+    *,
+    patient_identifier_system: str = DEFAULT_PATIENT_ID_SYSTEM,
+    code_map: dict | None = None,
+) -> dict[str, Any]:
+    """The transaction Bundle as a JSON dict; raises ``pydantic.ValidationError`` if invalid.
+
+    One builder per resource (``patient_resource``, ``imaging_study_resource``, the Observation
+    fields, ``diagnostic_report_resource``); this function links them.
+    """
+    finding = decision.finding
+    ctx = finding.context
+    when = report["generated_at"]
+    bundle_id = outputs["fhir"]["bundle_id"]
+    study_uid = outputs["study_instance_uid"]
+    entries = _Entries()
+    notes = ([DEMO_BANNER] if finding.model.demo else []) + [report["disclaimer"]]
+
+    patient_ref = study_ref = None
+    if ctx.patient.patient_id:
+        patient_ref = entries.add(
+            patient_resource(ctx.patient, patient_identifier_system),
+            f"identifier={patient_identifier_system}|{ctx.patient.patient_id}",
+        )
+        study_ref = entries.add(
+            imaging_study_resource(ctx, study_uid, patient_ref, uid_generated=bool(outputs.get("study_uid_generated"))),
+            f"identifier={bc.FHIR_DICOM_UID}|urn:oid:{study_uid}",
+        )
+    body_site = _body_site(ctx.body_site)
+
+    def observation(code: dict[str, Any], fields: dict[str, Any]) -> dict[str, str]:
+        url = _urn()  # the entry's own UUID doubles as its business identifier
+        resource: dict[str, Any] = {
+            "resourceType": "Observation",
+            "status": "preliminary",
+            "category": [_OBS_CATEGORY],
+            "code": code,
+            "effectiveDateTime": when,
+            "issued": when,
+            "note": [{"text": n} for n in notes],
+            "identifier": [{"system": "urn:ietf:rfc:3986", "value": url}],
+            **({"subject": patient_ref} if patient_ref else {}),
+            **({"derivedFrom": [study_ref]} if study_ref else {}),
+            **({"bodySite": body_site} if body_site else {}),
+            **fields,
+        }
+        return entries.add(resource, f"identifier=urn:ietf:rfc:3986|{url}", url=url)
+
+    results = [
+        observation(
+            {"coding": [_coding(bc.CONCEPT_DEPTH)], "text": "Burn depth"},
+            depth_observation_fields(decision, report, code_map),
+        )
+    ]
+    if decision.tbsa_percent is not None:
+        results.append(
+            observation(
+                {"coding": [_coding(bc.CONCEPT_TBSA)], "text": "TBSA burned"},
+                {"valueQuantity": _quantity(decision.tbsa_percent, "%")},
+            )
+        )
+    if decision.parkland is not None:
+        results.append(
+            observation(
+                {"coding": [_coding(bc.CONCEPT_FLUID_24H)], "text": "Parkland fluid estimate, 24 h"},
+                fluid_observation_fields(decision.parkland),
+            )
+        )
+    diagnostic = diagnostic_report_resource(decision, report, bundle_id, results)
     if patient_ref:
         diagnostic["subject"] = patient_ref
     if study_ref:
         diagnostic["imagingStudy"] = [study_ref]
-    entries.append(
-        {
-            "fullUrl": _urn(),
-            "resource": diagnostic,
-            "request": {
-                "method": "POST",
-                "url": "DiagnosticReport",
-                "ifNoneExist": f"identifier=urn:ietf:rfc:3986|urn:uuid:{bundle_id}",
-            },
-        }
-    )
+    entries.add(diagnostic, f"identifier=urn:ietf:rfc:3986|urn:uuid:{bundle_id}")
 
-    bundle = {
-        "resourceType": "Bundle",
-        "id": bundle_id,
-        "type": "transaction",
-        "timestamp": when,
-        "entry": entries,
-    }
+    bundle = {"resourceType": "Bundle", "id": bundle_id, "type": "transaction", "timestamp": when,
+              "entry": entries.items}
     validated = Bundle.model_validate(bundle)  # raises on any schema error
     return json.loads(validated.model_dump_json(exclude_none=True))
 

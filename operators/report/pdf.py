@@ -20,7 +20,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from xml.sax.saxutils import escape
 
-from burnscope.operators.messages import DEMO_BANNER
+from burnscope.common.messages import DEMO_BANNER
 from burnscope.operators.report.core import NEEDS_REVIEW_TEXT, _fmt_value, label_display
 
 

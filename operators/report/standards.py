@@ -1,7 +1,8 @@
 """Standards-based renderers (DICOM SR, PDF, Encapsulated PDF, FHIR) for :class:`ReportEmitter`.
 
-Importing this module registers the formats ``sr`` (``.sr.dcm``), ``pdf`` (``.pdf``),
-``pdf_dcm`` (``.pdf.dcm``) and ``fhir`` (``.fhir.json``).
+:mod:`burnscope.operators.report.formats` names them as the formats ``sr`` (``.sr.dcm``),
+``pdf`` (``.pdf``), ``pdf_dcm`` (``.pdf.dcm``) and ``fhir`` (``.fhir.json``); this module also
+plans the identifiers they share (:func:`plan_outputs`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ import datetime as _dt
 import uuid
 from typing import Any
 
-from burnscope.operators.messages import Decision
+from burnscope.common.messages import Decision, ReportBundle
 from burnscope.operators.report import codes as bc
-from burnscope.operators.report.core import RENDERERS, ReportBundle
-
-STANDARD_FORMATS = ("sr", "pdf", "pdf_dcm", "fhir")
-ALL_FORMATS = ("json", "txt", "sr", "pdf", "pdf_dcm", "fhir")
+from burnscope.operators.report.formats import STANDARD_FORMATS
 
 
 def plan_outputs(
@@ -60,7 +58,7 @@ def _when(report: dict[str, Any]) -> _dt.datetime:
     return _dt.datetime.fromisoformat(report["generated_at"].replace("Z", "+00:00"))
 
 
-def _render_sr(
+def render_sr(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
     from burnscope.operators.report.dicom import build_sr, dataset_to_bytes
@@ -79,13 +77,13 @@ def _pdf_bytes(decision: Decision, report: dict[str, Any], bundle: ReportBundle)
     return bundle.artefacts[".pdf"]
 
 
-def _render_pdf(
+def render_pdf_artefact(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
     _pdf_bytes(decision, report, bundle)
 
 
-def _render_pdf_dcm(
+def render_pdf_dcm(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
     from burnscope.operators.report.dicom import dataset_to_bytes, render_pdf_dataset
@@ -102,10 +100,14 @@ def _render_pdf_dcm(
     )
 
 
-def _render_fhir(
+def render_fhir(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
-    from burnscope.operators.report.fhir import DEFAULT_PATIENT_ID_SYSTEM, build_bundle, render_fhir_json
+    from burnscope.operators.report.fhir import (
+        DEFAULT_PATIENT_ID_SYSTEM,
+        build_bundle,
+        render_fhir_json,
+    )
 
     outputs = report["outputs"]
     fhir_bundle = build_bundle(
@@ -118,5 +120,3 @@ def _render_fhir(
     bundle.artefacts[".fhir.json"] = render_fhir_json(fhir_bundle)
     bundle.deliveries.append({"suffix": ".fhir.json", "kind": "fhir", "key": outputs["fhir"]["bundle_id"]})
 
-
-RENDERERS.update({"sr": _render_sr, "pdf": _render_pdf, "pdf_dcm": _render_pdf_dcm, "fhir": _render_fhir})

@@ -2,6 +2,5 @@
 
 Modules: ``folder`` (:class:`~.folder.FolderSink`, :class:`~.folder.ErrorSink`), ``outbox``
 (:class:`~.outbox.Outbox`), ``network`` (C-STORE, STOW-RS, FHIR transports and
-:class:`~.network.DeliveryService`), ``orthanc_local`` (a throwaway Orthanc for tests and dry
-runs), ``operator`` (``FolderSinkOp``, ``ErrorSinkOp``, ``NetworkSinkOp``).
+:class:`~.network.DeliveryService`), ``operator`` (``FolderSinkOp``, ``ErrorSinkOp``, ``NetworkSinkOp``).
 """

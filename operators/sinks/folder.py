@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from burnscope.operators.messages import ErrorRecord
+from burnscope.common.messages import ErrorRecord
 from burnscope.operators.report.core import ReportBundle
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,375 @@
+"""The schema of burn-triage's settings (pydantic): every key, its type, default and meaning.
+
+``config.yaml`` beside this module holds the defaults as data; a site's YAML and the CLI
+options override them; :func:`validate_settings` checks the merged result against these models
+before anything heavy is loaded. Unknown keys are errors that name the key's path and the
+closest known key (``source.batch_sise: unknown key; did you mean batch_size?``).
+``docs/configuration.md`` is generated from these models (:func:`reference_markdown`; a test
+keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import types
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from burnscope.operators.dicom_loader.decoding import DEFAULT_MAX_PIXELS
+
+#: The DICOM AE title rule (VR AE): 1–16 characters, no backslash or control characters.
+_AE_TITLE = re.compile(r"^[^\\\x00-\x1f]{1,16}$")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class SettingsError(ValueError):
+    """A bad option or config value; the message names it (one line per problem)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+
+def _ae_title(value: str) -> str:
+    if not _AE_TITLE.match(value or "") or not value.strip():
+        raise ValueError("must be 1–16 characters without backslash or control characters (DICOM AE title)")
+    return value
+
+
+class WatchSettings(_Section):
+    poll_interval: float = Field(0.5, gt=0, description="Seconds between polls of the watched folder.")
+    settle_seconds: float = Field(
+        1.0, ge=0, description="A file is complete once its size and modification time held this long."
+    )
+
+
+class ScpSettings(_Section):
+    ae_title: str = Field("BURNSCOPE", description="AE title of the C-STORE SCP.")
+    port: int = Field(11112, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    bind_address: str = Field(
+        "127.0.0.1", description="Listening interface; 0.0.0.0 accepts modalities and PACS from the network."
+    )
+    sop_classes: Union[None, Literal["all"], list[str]] = Field(
+        None,
+        description="Accepted storage SOP classes: null (VL photographic/microscopic/endoscopic and secondary "
+        "capture), \"all\", or a list of SOP Class UIDs.",
+    )
+    max_pdu: int = Field(16382, ge=0, description="Maximum PDU size received (bytes; 0 = unlimited).")
+    spool_dir: Optional[str] = Field(None, description="Folder for received files; null: a temporary folder.")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae(cls, value: str) -> str:
+        return _ae_title(value)
+
+    @field_validator("bind_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IP address (e.g. 127.0.0.1 or 0.0.0.0)") from None
+        return value
+
+    @field_validator("sop_classes")
+    @classmethod
+    def _uids(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            bad = [uid for uid in value if not _UID.match(uid)]
+            if bad:
+                raise ValueError(f"not SOP Class UIDs: {', '.join(map(repr, bad))}")
+        return value
+
+
+class SourceSettings(_Section):
+    kind: Literal["folder", "watch", "scp"] = Field(
+        "folder", description="folder (read once) | watch (pick up files as they land) | scp (DICOM C-STORE receiver)."
+    )
+    batch_size: int = Field(8, ge=1, description="Images per message; batches keep per-hop overhead off the hot path.")
+    workers: int = Field(
+        1, ge=1, description="Decode workers; threads help large JPEG/J2K frames, not small ones "
+        "(docs/benchmarks/decode-cpu.md)."
+    )
+    executor: Literal["thread", "process"] = Field(
+        "thread", description="Folder source: thread | process (a forkserver pool)."
+    )
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="Rows × columns × frames of one file above this → error record too_large."
+    )
+    select: Union[None, str, dict[str, Any]] = Field(
+        None,
+        description="Series-selection rules (a mapping, or a JSON file path; docs/operators/dicom.md); null: every "
+        "image. Not selected → skipped and counted, no error record.",
+    )
+    period_ms: float = Field(
+        0, ge=0, description="> 0: emit one batch per period (pacing for unloaded latency); 0: as fast as possible."
+    )
+    stop_after_idle: Optional[float] = Field(
+        None, gt=0, description="watch/scp: stop after this many seconds without a new file (null: run until stopped)."
+    )
+    max_files: Optional[int] = Field(None, ge=1, description="watch/scp: stop after this many files (null: no limit).")
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    scp: ScpSettings = Field(default_factory=ScpSettings)
+
+
+class PreprocessSettings(_Section):
+    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto | cpu | gpu (CuPy when a GPU is usable).")
+    dtype: Literal["float32", "float16"] = Field("float32", description="Element type of the model input.")
+    keep_thumbnails: bool = Field(True, description="Small RGB thumbnails for the reports.")
+
+
+class InferenceSettings(_Section):
+    model_config_name: str = Field(
+        "biomedclip", alias="model_config", description="Model architecture: engines/configs/<name>.json."
+    )
+    backend: Literal["auto", "onnxruntime", "torch", "tensorrt"] = Field(
+        "auto", description="auto: torch on a GPU, onnxruntime on the CPU."
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8", "int8-dynamic", "fp8"] = Field(
+        "auto", description="auto: fp16 on a GPU, fp32 on the CPU."
+    )
+    device: Literal["auto", "cpu", "gpu", "cuda"] = Field("auto", description="auto | cpu | gpu.")
+
+
+class BurnSeveritySettings(_Section):
+    abstain_threshold: float = Field(
+        0.5, ge=0, le=1, description="Top probability below this → \"needs clinician review\"."
+    )
+    head: Optional[str] = Field(
+        None, description="A trained head file (burnscope train-head); null → the zero-shot prompt ensemble."
+    )
+
+
+class DecisionSupportSettings(_Section):
+    default_case: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Case data applied to every image (keys as in `burnscope decide`); each image's sidecar "
+        "overrides it key by key. `--case FILE` sets it.",
+    )
+
+
+class ReportSettings(_Section):
+    formats: list[str] = Field(
+        default_factory=lambda: ["json", "txt", "sr", "pdf", "pdf_dcm", "fhir"],
+        min_length=1,
+        description="json, txt, sr (.sr.dcm, DICOM Comprehensive SR TID 1500), pdf, pdf_dcm (Encapsulated PDF), "
+        "fhir (.fhir.json, R4 transaction Bundle).",
+    )
+    study_rollup: bool = Field(True, description="One study-level summary where a study has several images.")
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        from burnscope.operators.report.formats import FORMATS
+
+        unknown = [f for f in value if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
+        return value
+
+
+class Destination(_Section):
+    name: str = Field(description="Name of the destination (outbox rows and `burnscope outbox` use it).")
+    kind: Literal["cstore", "stowrs", "fhir"] = Field(description="cstore (DICOM C-STORE) | stowrs | fhir.")
+    host: Optional[str] = Field(None, description="cstore: the PACS host.")
+    port: Optional[int] = Field(None, ge=1, le=65535, description="cstore: the PACS port.")
+    called_aet: Optional[str] = Field(None, description="cstore: the PACS AE title.")
+    calling_aet: Optional[str] = Field(None, description="cstore: burnscope's AE title.")
+    url: Optional[str] = Field(None, description="stowrs: the DICOMweb base URL; fhir: the FHIR base URL.")
+    timeout_s: Optional[float] = Field(None, gt=0, description="Per-request timeout (seconds).")
+
+    @model_validator(mode="after")
+    def _needed_keys(self) -> "Destination":
+        needed = ("host", "port") if self.kind == "cstore" else ("url",)
+        missing = [k for k in needed if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"destination {self.name!r} ({self.kind}) needs {', '.join(missing)}")
+        for key in ("called_aet", "calling_aet"):
+            if getattr(self, key) is not None:
+                _ae_title(getattr(self, key))
+        return self
+
+
+class DeliverySettings(_Section):
+    destinations: list[Destination] = Field(
+        default_factory=list,
+        description="Network destinations, each fed through the durable outbox (docs/integration.md); empty: "
+        "reports go to the output folder only.",
+    )
+    outbox: Optional[str] = Field(None, description="Outbox database; null: <output>/outbox.sqlite.")
+    echo: bool = Field(True, description="C-ECHO every C-STORE destination at start.")
+    drain_timeout_s: float = Field(
+        30, ge=0, description="At the end of a run keep delivering this long; the rest waits in the outbox."
+    )
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_names(cls, value: list[Destination]) -> list[Destination]:
+        names = [d.name for d in value]
+        doubles = sorted({n for n in names if names.count(n) > 1})
+        if doubles:
+            raise ValueError(f"destination names must be unique: {', '.join(doubles)}")
+        return value
+
+
+class SchedulerSettings(_Section):
+    kind: Literal["greedy", "event_based"] = Field(
+        "event_based", description="greedy | event_based (stages overlap on a multi-core machine)."
+    )
+    worker_threads: int = Field(4, ge=1, description="event_based: worker threads.")
+
+
+class TriageSettings(_Section):
+    """Every setting of the burn-triage application."""
+
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    burn_severity: BurnSeveritySettings = Field(default_factory=BurnSeveritySettings)
+    decision_support: DecisionSupportSettings = Field(default_factory=DecisionSupportSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+
+def _known_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The keys the model at ``path`` (a pydantic error location) accepts."""
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        candidates = [annotation, *(inner or ())]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
+            next(
+                (a for c in candidates for a in getattr(c, "__args__", ()) or ()
+                 if isinstance(a, type) and issubclass(a, BaseModel)),
+                None,
+            ),
+        )
+        if model is None:
+            return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = error["loc"]
+    path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(TriageSettings, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+        return f"{path}: unknown key{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{path}: is required"
+    if error["type"] == "literal_error":
+        choices = error.get("ctx", {}).get("expected", "").replace("'", "")
+        return f"{path}: unknown {loc[-1]} {error.get('input')!r}; choose one of: {choices.replace(' or ', ', ')}"
+    value = error.get("input")
+    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+    return f"{path}: {message}{shown}"
+
+
+def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings checked against :class:`TriageSettings`, as a plain dict with every key.
+
+    Raises :class:`SettingsError` naming every problem, one per line.
+    """
+    try:
+        model = TriageSettings.model_validate(settings)
+    except ValidationError as exc:
+        raise SettingsError("\n".join(_describe(e) for e in exc.errors())) from None
+    checked = model.model_dump(by_alias=True)
+    # a destination's unset keys fall back to its transport's defaults
+    checked["delivery"]["destinations"] = [
+        {k: v for k, v in d.items() if v is not None} for d in checked["delivery"]["destinations"]
+    ]
+    return checked
+
+
+# -- reference documentation -----------------------------------------------------------------------
+
+
+def _type_name(annotation: Any) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation is type(None):
+        return "null"
+    if origin is Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin in (Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return "mapping"
+    names = {"str": "text", "int": "integer", "float": "number", "bool": "true/false"}
+    return names.get(getattr(annotation, "__name__", ""), getattr(annotation, "__name__", str(annotation)))
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "(required)"
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        return "(section)"
+    if isinstance(default, str):
+        return f"`{default}`"
+    return f"`{'null' if default is None else default}`".replace("True", "true").replace("False", "false")
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        annotation = field.annotation
+        nested = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if nested is not None:
+            rows += _rows(nested, f"{key}.")
+            continue
+        items = getattr(annotation, "__args__", ())
+        listed = next((a for a in items if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        kind = "list of destinations" if listed is not None else _type_name(annotation)
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{key}` | {kind} | {_default_text(field)} | {meaning} |")
+        if listed is not None:
+            rows += _rows(listed, f"{key}[].")
+    return rows
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: the configuration reference, generated from these models."""
+    lines = [
+        "# burn-triage configuration reference",
+        "",
+        "Generated from `applications/burn_triage/schema.py` (do not edit by hand; "
+        "`python -m burnscope.applications.burn_triage.schema > docs/configuration.md`).",
+        "The defaults are `applications/burn_triage/config.yaml`; a site's YAML (`-c FILE`) and the CLI options",
+        "override them. Unknown keys and wrong values stop the command before the model loads, with the key's",
+        "path: `source.batch_sise: unknown key; did you mean batch_size?`.",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    return "\n".join(lines + _rows(TriageSettings, "")) + "\n"
+
+
+def default_yaml_path() -> Path:
+    return Path(__file__).with_name("config.yaml")
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -1,0 +1,13 @@
+"""burnscope.common: what crosses package lines, owned by no operator or engine.
+
+* :mod:`~burnscope.common.messages` — the typed messages that flow between operators
+  (images, batches, findings, decisions, report bundles, error records).
+* :mod:`~burnscope.common.vocabulary` — the burn-depth vocabulary: class keys, order, display
+  names, the "needs review" outcome and their codes.
+* :mod:`~burnscope.common.clinical` — typed decision-support results (fluid plan, referral).
+* :mod:`~burnscope.common.gpu` — whether a GPU is usable, decided once.
+
+Layering (tests/unit/test_layering.py checks it): ``common`` imports nothing else of burnscope;
+``engines`` imports ``common``; ``operators`` import ``common`` and ``engines``;
+``applications`` and ``benchmarks`` sit on top.
+"""
