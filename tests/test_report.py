@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -81,7 +82,8 @@ def test_missing_inputs_and_context_are_stated():
     assert report["missing_inputs"] == ["weight_kg", "hours_since_injury"]
     assert {"study_instance_uid", "sop_instance_uid", "patient_identity"} <= set(report["missing_context"])
     text = render_text(report)
-    assert "weight_kg" in text and "TBSA:        not available" in text
+    assert "Not given:" in text and "weight kg, hours since injury" in text
+    assert re.search(r"Burned area \(TBSA\): +not available", text)
 
 
 def test_non_finite_numbers_become_null():

@@ -35,6 +35,7 @@ from burnscope.operators.dicom_loader.operator import (
 )
 from burnscope.operators.inference.operator import InferenceOp
 from burnscope.operators.preprocess.operator import PreprocessOp
+from burnscope.operators.report.core import ReportEmitter
 from burnscope.operators.report.operator import ReportEmitterOp
 from burnscope.operators.sinks.operator import ErrorSinkOp, FolderSinkOp, NetworkSinkOp
 
@@ -135,9 +136,12 @@ class BurnTriageApp(Application):
         emitter = ReportEmitterOp(
             self,
             name="report_emitter",
-            formats=s["report"]["formats"],
-            # reports mirror the input's folders, so they sort with their source
-            source_root=str(self._source_root(source)),
+            emitter=ReportEmitter(
+                s["report"]["formats"],
+                # reports mirror the input's folders, so they sort with their source
+                source_root=str(self._source_root(source)),
+                date_format=s["report"]["date_format"],
+            ),
             study_rollup=bool(s["report"].get("study_rollup", False)),
         )
         # The tallies feed the run summary; a headless (benchmark) run ends in them.

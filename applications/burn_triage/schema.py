@@ -160,6 +160,18 @@ class ReportSettings(_Section):
         "fhir (.fhir.json, R4 transaction Bundle).",
     )
     study_rollup: bool = Field(True, description="One study-level summary where a study has several images.")
+    date_format: str = Field(
+        "%Y-%m-%d", description="How the text and PDF reports print dates (a strftime pattern; ISO 8601 by default)."
+    )
+
+    @field_validator("date_format")
+    @classmethod
+    def _strftime(cls, value: str) -> str:
+        import datetime as dt
+
+        if "%" not in value or dt.date(2001, 2, 3).strftime(value) == value:
+            raise ValueError("must be a strftime pattern such as %Y-%m-%d or %d/%m/%Y")
+        return value
 
     @field_validator("formats")
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 from burnscope.common.messages import DEMO_BANNER, Decision, ErrorRecord, ImageContext, ReportBundle
 from burnscope.common.vocabulary import depth_rank
 from burnscope.operators.report import formats as report_formats
+from burnscope.operators.report import presentation
 from burnscope.operators.report.formats import ALL_FORMATS
 from burnscope.common.vocabulary import display_name as label_display
 
@@ -220,93 +221,57 @@ def render_json(report: dict[str, Any]) -> bytes:
     return (json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
-def _fmt_number(value: Any, unit: str = "", digits: int = 1) -> str:
-    if value is None:
-        return "not available"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        return f"{value:.{digits}f}{unit}"
-    return f"{value}{unit}"
+def _rows(rows: list[tuple[str, str]], width: int = 28) -> list[str]:
+    return [f"  {label + ':':<{width}} {value}" for label, value in rows]
 
 
-def _fmt_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt_value(v) for v in value) or "none"
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {_fmt_value(v)}" for k, v in value.items()) or "none"
-    return "not available" if value in (None, "") else str(value)
-
-
-def _mapping_lines(title: str, values: Any, absent: str) -> list[str]:
-    """``title`` then one indented ``key: value`` line per entry, or just ``absent`` when empty."""
-    if not values:
-        return [absent]
-    return [title] + [f"    {k.replace('_', ' ')}: {_fmt_value(v)}" for k, v in values.items()]
-
-
-def render_text(report: dict[str, Any]) -> str:
-    """Plain-text rendering of :func:`build_report`'s dict. The demo banner, if any, comes first."""
+def render_text(report: dict[str, Any], date_format: str = presentation.DEFAULT_DATE_FORMAT) -> str:
+    """Plain-text rendering of :func:`build_report`'s dict, worded for a clinician
+    (:mod:`~burnscope.operators.report.presentation`). The demo banner, if any, comes first and last."""
     lines: list[str] = []
     rule = "=" * 72
     if report.get("demo_model"):
         lines += [rule, DEMO_BANNER, rule, ""]
-    src, pat, fnd = report["source"], report["patient"], report["finding"]
-    ds, mdl = report["decision_support"], report["model"]
+    src, fnd, mdl = report["source"], report["finding"], report["model"]
+    na = presentation.NOT_AVAILABLE
     lines += [
-        "BURN IMAGE TRIAGE REPORT (preliminary, unverified)",
-        f"Generated: {report['generated_at']}  by burnscope {report['generator']['version']}",
+        "BURN IMAGE TRIAGE REPORT (preliminary: not verified by a clinician)",
+        f"Generated {presentation.display_timestamp(report['generated_at'])} by burnscope {report['generator']['version']}",
         "",
         "Patient",
-        f"  Name:        {pat.get('name') or 'not available'}",
-        f"  Patient ID:  {pat.get('patient_id') or 'not available'}",
-        f"  Birth date:  {pat.get('birth_date') or 'not available'}",
-        f"  Sex:         {pat.get('sex') or 'not available'}",
+        *_rows(presentation.patient_rows(report, date_format)),
         "",
         "Source image",
-        f"  File:        {src['file']}",
-        f"  Frame:       {src['frame']}",
-        f"  Study UID:   {src['study_instance_uid'] or 'not available'}",
-        f"  Series UID:  {src['series_instance_uid'] or 'not available'}",
-        f"  SOP UID:     {src['sop_instance_uid'] or 'not available'}",
-        f"  Study date:  {src['study_date'] or 'not available'}",
-        f"  Accession:   {src['accession_number'] or 'not available'}",
-        f"  Body site:   {src['body_site'] or 'not available'}",
+        *_rows([
+            ("File", src["file"]),
+            ("Frame", str(src["frame"])),
+            ("Study date", presentation.display_date(src["study_date"], date_format)),
+            ("Accession number", src["accession_number"] or na),
+            ("Body site", src["body_site"] or na),
+            ("Study Instance UID", src["study_instance_uid"] or na),
+            ("Series Instance UID", src["series_instance_uid"] or na),
+            ("SOP Instance UID", src["sop_instance_uid"] or na),
+        ]),
         "",
         "Finding",
     ]
-    if fnd["abstained"]:
-        lines.append(f"  Burn depth:  UNDETERMINED - {NEEDS_REVIEW_TEXT.upper()}")
-    else:
-        lines.append(f"  Burn depth:  {fnd['label_display']}")
-    lines.append(
-        "  Confidence:  "
-        + _fmt_number(fnd["confidence"] * 100 if fnd["confidence"] is not None else None, "%")
-    )
+    depth = f"UNDETERMINED - {NEEDS_REVIEW_TEXT.upper()}" if fnd["abstained"] else fnd["label_display"]
+    confidence = na if fnd["confidence"] is None else f"{fnd['confidence'] * 100:.1f}%"
+    lines += _rows([("Burn depth", depth), ("Confidence", confidence)])
     lines.append("  Class probabilities:")
     for key in fnd["ranked"]:
-        p = fnd["probabilities"][key]
-        bar = "#" * int(round((p or 0.0) * 30))
-        lines.append(f"    {label_display(key):<36} {_fmt_number((p or 0.0) * 100, '%'):>7}  {bar}")
-    lines += ["", "Decision support"]
-    lines.append(f"  TBSA:        {_fmt_number(ds['tbsa_percent'], '%')}")
-    lines += _mapping_lines("  Fluids (Parkland, estimate):", ds["parkland"], "  Fluids:      not available")
-    lines += _mapping_lines("  Burn-centre referral:", ds["referral"], "  Referral:    not available")
-    for warning in ds["warnings"]:
-        lines.append(f"  WARNING: {warning}")
-    missing = list(report["missing_inputs"]) + [f"{m} (image context)" for m in report["missing_context"]]
-    lines += ["", "Missing inputs: " + (", ".join(missing) if missing else "none")]
+        p = fnd["probabilities"][key] or 0.0
+        lines.append(f"    {label_display(key):<36} {p * 100:6.1f}%  {'#' * int(round(p * 30))}")
+    lines += ["", "Decision support (estimates for a clinician to confirm)", *_rows(presentation.decision_rows(report))]
     lines += [
         "",
         "Model",
-        f"  Name:        {mdl['name']}",
-        f"  Weights:     {mdl['weights']}",
-        f"  Backend:     {mdl['backend'] or 'not stated'} ({mdl['precision']}, {mdl['device']})",
-        f"  Head:        {fnd['head']}",
+        *_rows([
+            ("Name", mdl["name"]),
+            ("Weights", mdl["weights"]),
+            ("Backend", f"{mdl['backend'] or 'not stated'} ({mdl['precision']}, {mdl['device']})"),
+            ("Burn-depth head", fnd["head"]),
+        ]),
         "",
         "Disclaimer: " + report["disclaimer"],
     ]
@@ -376,8 +341,8 @@ def render_study_text(rollup: dict[str, Any]) -> str:
     pat = rollup["patient"]
     lines += [
         "BURN TRIAGE STUDY SUMMARY (preliminary, unverified)",
-        f"Generated: {rollup['generated_at']}",
-        f"Patient:   {pat.get('name') or 'not available'} (ID {pat.get('patient_id') or 'not available'})",
+        f"Generated: {presentation.display_timestamp(rollup['generated_at'])}",
+        f"Patient:   {presentation.person_name(pat.get('name', ''))} (ID {pat.get('patient_id') or 'not available'})",
         f"Study UID: {rollup['study_instance_uid']}",
         f"Accession: {rollup['accession_number'] or 'not available'}",
         f"Images:    {rollup['image_count']}   needing clinician review: {rollup['needs_clinician_review']}",
@@ -427,7 +392,8 @@ class ReportEmitter:
     the input tree (``study-001/IMG-0001.json``); without it names are flat, and a second source
     with the same file name gets ``_2``. ``patient_identifier_system`` is the FHIR identifier system
     of the DICOM Patient ID (the hospital's MRN system); ``code_map`` overrides burn-depth codes
-    (class key → ``highdicom.sr.CodedConcept``).
+    (class key → ``highdicom.sr.CodedConcept``); ``date_format`` (``strftime``) is how the text
+    and PDF reports print dates (ISO 8601 by default).
 
     The JSON report of a bundle with DICOM/FHIR artefacts names the generated objects in its
     ``outputs`` block (study, series and SOP Instance UIDs, Bundle id).
@@ -441,6 +407,7 @@ class ReportEmitter:
         patient_identifier_system: str | None = None,
         code_map: dict[str, Any] | None = None,
         source_root: str | None = None,
+        date_format: str = presentation.DEFAULT_DATE_FORMAT,
     ) -> None:
         self.formats = tuple(dict.fromkeys(formats))
         self.source_root = str(source_root) if source_root else None
@@ -457,6 +424,7 @@ class ReportEmitter:
             "formats": self.formats,
             "patient_identifier_system": patient_identifier_system,
             "code_map": code_map,
+            "date_format": date_format,
         }
 
     def emit_one(self, decision: Decision, stem: str | None = None) -> ReportBundle:
@@ -562,7 +530,8 @@ def render_json_artefact(
 def render_text_artefact(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
-    bundle.artefacts[".txt"] = render_text(report).encode("utf-8")
+    date_format = state.get("date_format") or presentation.DEFAULT_DATE_FORMAT
+    bundle.artefacts[".txt"] = render_text(report, date_format).encode("utf-8")
 
 
 __all__ = [

@@ -243,6 +243,7 @@ def build_sr(
     )
     notes = ([DEMO_BANNER] if model.demo else []) + _gaps_text(report) + list(ds_block["warnings"])
     notes.append(report["disclaimer"])
+    notes = list(dict.fromkeys(notes))  # decision support repeats the demo banner among its warnings
     # TID 1500 row "Qualitative Evaluations": free-text notes a reader must see (demo model,
     # missing inputs or context, warnings, disclaimer).
     notes_container = ContainerContentItem(

@@ -17,18 +17,19 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Image, KeepInFrame, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from xml.sax.saxutils import escape
 
 from burnscope.common.messages import DEMO_BANNER
-from burnscope.operators.report.core import NEEDS_REVIEW_TEXT, _fmt_value, label_display
+from burnscope.operators.report import presentation
+from burnscope.operators.report.core import NEEDS_REVIEW_TEXT, label_display
 
 
 def _para(text: Any, style) -> Paragraph:
     return Paragraph(escape("" if text is None else str(text)), style)
 
 
-def _thumbnail_flowable(thumbnail: Any, max_side_mm: float = 60.0):
+def _thumbnail_flowable(thumbnail: Any, max_side_mm: float = 45.0):
     if thumbnail is None:
         return None
     arr = np.asarray(thumbnail)
@@ -76,8 +77,11 @@ def _bar_chart(probabilities: dict[str, float | None], order: list[str], highlig
     return drawing
 
 
-def render_pdf(report: dict[str, Any], thumbnail: Any = None) -> bytes:
-    """PDF bytes of one report dict (from :func:`burnscope.operators.report.core.build_report`)."""
+def render_pdf(
+    report: dict[str, Any], thumbnail: Any = None, date_format: str = presentation.DEFAULT_DATE_FORMAT
+) -> bytes:
+    """PDF bytes of one report dict (from :func:`burnscope.operators.report.core.build_report`), on
+    one A4 page, worded as :mod:`~burnscope.operators.report.presentation` words it."""
     styles = getSampleStyleSheet()
     body = styles["BodyText"]
     small = ParagraphStyle("small", parent=body, fontSize=8, leading=10)
@@ -120,20 +124,25 @@ def render_pdf(report: dict[str, Any], thumbnail: Any = None) -> bytes:
         )
         story += [banner, Spacer(1, 4 * mm)]
     story.append(
-        Paragraph("Burn image triage report <font size=9>(preliminary, unverified)</font>", styles["Title"])
+        Paragraph("Burn image triage report <font size=9>(preliminary: not verified by a clinician)</font>",
+                  styles["Title"])
     )
     story.append(
-        _para(f"Generated {report['generated_at']} by burnscope {report['generator']['version']}", small)
+        _para(f"Generated {presentation.display_timestamp(report['generated_at'])} by burnscope "
+              f"{report['generator']['version']}", small)
     )
     story.append(Spacer(1, 2 * mm))
 
+    (_, name), (_, patient_id), (_, birth), (_, sex) = presentation.patient_rows(report, date_format)
+    na = presentation.NOT_AVAILABLE
     grid = [
-        ["Patient", _fmt_value(pat.get("name")), "Patient ID", _fmt_value(pat.get("patient_id"))],
-        ["Birth date", _fmt_value(pat.get("birth_date")), "Sex", _fmt_value(pat.get("sex"))],
-        ["Study date", _fmt_value(src["study_date"]), "Accession", _fmt_value(src["accession_number"])],
-        ["Body site", _fmt_value(src["body_site"]), "Frame", _fmt_value(src["frame"])],
-        ["Source", _fmt_value(src["file"]), "", ""],
-        ["SOP Instance UID", _fmt_value(src["sop_instance_uid"]), "", ""],
+        ["Patient", name, "Patient ID", patient_id],
+        ["Birth date", birth, "Sex", sex],
+        ["Study date", presentation.display_date(src["study_date"], date_format), "Accession",
+         src["accession_number"] or na],
+        ["Body site", src["body_site"] or na, "Frame", str(src["frame"])],
+        ["Source", src["file"] or na, "", ""],
+        ["SOP Instance UID", src["sop_instance_uid"] or na, "", ""],
     ]
     table = Table(
         [[_para(c, small) for c in row] for row in grid], colWidths=[28 * mm, 62 * mm, 24 * mm, 60 * mm]
@@ -171,25 +180,8 @@ def render_pdf(report: dict[str, Any], thumbnail: Any = None) -> bytes:
     story.append(Paragraph("Class probabilities", styles["Heading4"]))
     story.append(_bar_chart(fnd["probabilities"], fnd["ranked"], fnd["label"]))
 
-    story.append(Paragraph("Decision support", styles["Heading3"]))
-    rows = [
-        [
-            "TBSA",
-            f"{ds['tbsa_percent']:.1f}%" if isinstance(ds["tbsa_percent"], (int, float)) else "not available",
-        ]
-    ]
-    for k, v in (ds["parkland"] or {}).items():
-        rows.append([f"Fluids: {k.replace('_', ' ')}", _fmt_value(v)])
-    if not ds["parkland"]:
-        rows.append(["Fluids (Parkland)", "not available"])
-    for k, v in (ds["referral"] or {}).items():
-        rows.append([f"Referral: {k.replace('_', ' ')}", _fmt_value(v)])
-    if not ds["referral"]:
-        rows.append(["Referral", "not available"])
-    missing = list(report["missing_inputs"]) + [f"{m} (image context)" for m in report["missing_context"]]
-    rows.append(["Missing inputs", ", ".join(missing) if missing else "none"])
-    for w in ds["warnings"]:
-        rows.append(["Warning", w])
+    story.append(Paragraph("Decision support (estimates for a clinician to confirm)", styles["Heading3"]))
+    rows = presentation.decision_rows(report)
     dst = Table([[_para(a, small), _para(b, small)] for a, b in rows], colWidths=[55 * mm, 119 * mm])
     dst.setStyle(
         TableStyle(
@@ -212,23 +204,20 @@ def render_pdf(report: dict[str, Any], thumbnail: Any = None) -> bytes:
     )
     story.append(Spacer(1, 2 * mm))
     story.append(_para("Disclaimer: " + report["disclaimer"], small))
-    if report.get("demo_model"):
-        story.append(Spacer(1, 2 * mm))
-        story.append(
-            _para(DEMO_BANNER, ParagraphStyle("b2", parent=small, textColor=colors.HexColor("#c0392b")))
-        )
     demo = bool(report.get("demo_model"))
 
     def footer(canvas, document) -> None:
-        # Every page names the image and, for demo weights, repeats the banner.
+        # The page names the image and, for demo weights, repeats the banner.
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
-        canvas.drawString(18 * mm, 8 * mm, f"{src['sop_instance_uid'] or src['file']} - page {document.page}")
+        canvas.drawString(18 * mm, 8 * mm, f"{src['sop_instance_uid'] or src['file']}")
         if demo:
             canvas.setFillColor(colors.HexColor("#c0392b"))
             canvas.setFont("Helvetica-Bold", 8)
             canvas.drawRightString(A4[0] - 18 * mm, 8 * mm, DEMO_BANNER)
         canvas.restoreState()
 
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    # One page always: a report with many warnings shrinks to fit rather than spilling over.
+    page = KeepInFrame(doc.width, doc.height, content=story, mode="shrink", hAlign="CENTER", vAlign="TOP")
+    doc.build([page], onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()

@@ -69,18 +69,20 @@ def render_sr(
     bundle.deliveries.append({"suffix": ".sr.dcm", "kind": "dicom", "key": outputs["sr"]["sop_instance_uid"]})
 
 
-def _pdf_bytes(decision: Decision, report: dict[str, Any], bundle: ReportBundle) -> bytes:
+def _pdf_bytes(decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]) -> bytes:
     from burnscope.operators.report.pdf import render_pdf
+    from burnscope.operators.report.presentation import DEFAULT_DATE_FORMAT
 
     if ".pdf" not in bundle.artefacts:
-        bundle.artefacts.setdefault(".pdf", render_pdf(report, decision.finding.thumbnail))
+        date_format = state.get("date_format") or DEFAULT_DATE_FORMAT
+        bundle.artefacts.setdefault(".pdf", render_pdf(report, decision.finding.thumbnail, date_format))
     return bundle.artefacts[".pdf"]
 
 
 def render_pdf_artefact(
     decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
 ) -> None:
-    _pdf_bytes(decision, report, bundle)
+    _pdf_bytes(decision, report, bundle, state)
 
 
 def render_pdf_dcm(
@@ -89,7 +91,7 @@ def render_pdf_dcm(
     from burnscope.operators.report.dicom import dataset_to_bytes, render_pdf_dataset
 
     had_pdf = ".pdf" in bundle.artefacts
-    pdf = _pdf_bytes(decision, report, bundle)
+    pdf = _pdf_bytes(decision, report, bundle, state)
     if not had_pdf and "pdf" not in state.get("formats", ()):
         del bundle.artefacts[".pdf"]  # asked for the DICOM wrapper only
     outputs = report["outputs"]
