@@ -99,7 +99,7 @@ def test_no_patient_identifiers_in_logs(tiny_settings, components, tmp_path, cap
 
 
 def test_headless_benchmark_reports_percentiles(tiny_settings, components):
-    from burnscope.applications.burn_triage.runner import bench_triage
+    from burnscope.benchmarks.burn_triage import bench_triage
 
     settings = dict(tiny_settings, source=dict(tiny_settings["source"], batch_size=1))
     result = bench_triage(settings, SAMPLE, components, repeat=1)
@@ -188,7 +188,7 @@ def test_cli_run_exits_non_zero_when_no_image_could_be_processed(tmp_path, monke
 
 
 def test_direct_pipeline_processes_the_same_images(tiny_settings, components):
-    from burnscope.applications.burn_triage.runner import run_direct
+    from burnscope.benchmarks.burn_triage import run_direct
 
     result = run_direct(tiny_settings, SAMPLE, components)
     images, _ = _expected_counts()

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPING = {"operators": "burnscope.operators", "engines": "burnscope.engines", "applications": "burnscope.applications"}
+MAPPING = {
+    "operators": "burnscope.operators",
+    "engines": "burnscope.engines",
+    "applications": "burnscope.applications",
+    "benchmarks": "burnscope.benchmarks",
+}
 
 
 def _declared_packages() -> set[str]:

@@ -321,7 +321,7 @@ def test_preprocess_op_in_holoscan_graph():
 
 
 def test_benchmark_function_returns_rows():
-    from burnscope.applications.bench_preprocess import run_benchmark
+    from burnscope.benchmarks.preprocess import run_benchmark
 
     rows = run_benchmark(batch_sizes=(2,), backends=["numpy", "open_clip"], sources=("synthetic",), repeats=1)
     measured = [r for r in rows if "skipped" not in r]

@@ -207,8 +207,8 @@ def bench_burn_triage(
     direct: bool = typer.Option(True, "--direct/--no-direct", help="Also time the same stages called without Holoscan (overhead)."),
 ) -> None:
     """Run burn-triage headless (reports rendered, not written): latency p50/p95/p99, images/s, peak RSS."""
-    from burnscope.applications.burn_triage.runner import bench_direct, bench_triage, write_json
-    from burnscope.applications.environment import gpu_status
+    from burnscope.applications.burn_triage.runner import write_json
+    from burnscope.benchmarks.burn_triage import run_benchmark
 
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     overrides["source"]["period_ms"] = period_ms
@@ -217,12 +217,8 @@ def bench_burn_triage(
     settings = _prepare("burn-triage", input_path, config, overrides)
     components = _load_components(settings, model)
     with console.status(f"benchmarking burn-triage ({repeat} runs after a warm-up)..."):
-        result = bench_triage(settings, input_path, components, repeat=repeat)
-        if direct and not period_ms:  # a paced graph waits on purpose: no overhead to compare
-            result["direct"] = bench_direct(settings, input_path, components, repeat=repeat)
-            graph_s, direct_s = result["run_wall_s_median"], result["direct"]["run_wall_s_median"]
-            result["holoscan_overhead_pct"] = round(100.0 * (graph_s - direct_s) / direct_s, 1) if direct_s else None
-    result["gpu"] = gpu_status()
+        # a paced graph waits on purpose: no overhead to compare
+        result = run_benchmark(settings, input_path, components, repeat=repeat, direct=direct and not period_ms)
     if result["model"].get("demo"):
         demo_banner(console)
     table = Table(title=f"burn-triage headless · {result['model'].get('backend')} {result['model'].get('precision')} "

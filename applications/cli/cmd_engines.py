@@ -158,7 +158,7 @@ def bench_engines(
     legacy_config: Optional[str] = LEGACY_MODEL_CONFIG_OPT,
 ) -> None:
     """Latency, throughput, memory and fidelity vs fp32 torch for each backend × precision × batch."""
-    from burnscope.engines import bench
+    from burnscope.benchmarks import engines as bench
     from burnscope.engines.base import BACKENDS
 
     chosen = [b.strip() for b in backends.split(",")] if backends else None

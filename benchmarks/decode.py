@@ -1,6 +1,6 @@
 """Decode benchmark: images/s of the DICOM loader, serial vs a thread pool.
 
-    python -m burnscope.applications.bench_decode [--workers 1 2 4] [--repeat 5] [--json FILE]
+    python -m burnscope.benchmarks.decode [--workers 1 2 4] [--repeat 5] [--json FILE]
         [--copies 8] [PATH ...]
 
 Default inputs: ``sample_data/``, pydicom's bundled test files (those that decode), and

@@ -4,7 +4,7 @@ Measures images/s of BiomedCLIP's transform (shortest side 224, centre crop, nor
 several batch sizes, on scikit-image's bundled photographs and on random-size synthetic images,
 and checks that the CuPy result equals the NumPy one. Usage::
 
-    python -m burnscope.applications.bench_preprocess --batch 1,64,256 --json out.json
+    python -m burnscope.benchmarks.preprocess --batch 1,64,256 --json out.json
 
 or from Python: ``rows = run_benchmark(batch_sizes=(1, 64))``. Backends:
 
