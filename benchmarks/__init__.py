@@ -17,4 +17,8 @@ module             measures                                        run it with
                    H100 targets
 ``gpu_suite.sh``   install, GPU tests and every GPU benchmark      ``bash benchmarks/gpu_suite.sh OUT`` (checkout)
 =================  ==============================================  =======================================
+
+Every input is an argument. Defaults are things an installed wheel has (the sample
+photographs shipped with :mod:`burnscope.engines.calibration`, pydicom's bundled test files,
+images generated on the fly), never files of a source checkout.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ torch = pytest.importorskip("torch")
 
 from burnscope.benchmarks import engines as bench  # noqa: E402
 from burnscope.benchmarks import gpu as gpu_bench  # noqa: E402
-from burnscope.engines.calibration import sample_photo_dirs  # noqa: E402
 from burnscope.engines.model import load_biomedclip  # noqa: E402
 
 
@@ -21,7 +21,7 @@ from burnscope.engines.model import load_biomedclip  # noqa: E402
 def result():
     torch.set_num_threads(1)
     bundle = load_biomedclip(config="biomedclip-tiny")
-    folders = sample_photo_dirs()[:1]  # scikit-image's photographs
+    folders = [Path(pytest.importorskip("skimage.data").__file__).parent]  # scikit-image's photographs
     cases = [bench.Case("torch", "fp32", "cpu"), bench.Case("onnxruntime", "fp32", "cpu", opts={"intra_op_threads": 1})]
     return bench.run_bench(bundle=bundle, cases=cases, batches=(1, 2), images=folders, repeat=3, max_images=6)
 
