@@ -42,7 +42,7 @@ def tensorrt_status() -> dict[str, Any]:
 
 
 def gpu_status() -> dict[str, Any]:
-    from burnscope.operators.gpu import cupy_usable, torch_cuda_usable
+    from burnscope.common.gpu import cupy_usable, torch_cuda_usable
 
     status: dict[str, Any] = {"cupy_usable": cupy_usable(), "torch_cuda_usable": torch_cuda_usable()}
     if status["torch_cuda_usable"]:
@@ -58,7 +58,7 @@ def gpu_status() -> dict[str, Any]:
 def model_status(model: str | None = None) -> dict[str, Any]:
     """Which BiomedCLIP weights a run would use (without loading them)."""
     from burnscope.engines.model import find_weights
-    from burnscope.operators.messages import DEMO_BANNER
+    from burnscope.common.messages import DEMO_BANNER
 
     try:
         weights = find_weights(model)

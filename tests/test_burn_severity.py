@@ -12,7 +12,7 @@ from scipy.special import softmax
 from burnscope.operators.burn_severity import core
 from burnscope.operators.burn_severity.core import CLASSES, NEEDS_REVIEW, BurnHead, HeadError
 from burnscope.operators.burn_severity.evaluation import evaluate_head, expected_calibration_error
-from burnscope.operators.messages import EmbeddingBatch, ImageContext, ModelInfo
+from burnscope.common.messages import EmbeddingBatch, ImageContext, ModelInfo
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from burnscope.applications.burn_triage.settings import SettingsError, load_settings
 from burnscope.applications.cli import app as cli_app
-from burnscope.operators.messages import DEMO_BANNER
+from burnscope.common.messages import DEMO_BANNER
 
 MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
 
@@ -99,7 +99,7 @@ def test_no_patient_identifiers_in_logs(tiny_settings, components, tmp_path, cap
 
 
 def test_headless_benchmark_reports_percentiles(tiny_settings, components):
-    from burnscope.applications.burn_triage.runner import bench_triage
+    from burnscope.benchmarks.burn_triage import bench_triage
 
     settings = dict(tiny_settings, source=dict(tiny_settings["source"], batch_size=1))
     result = bench_triage(settings, SAMPLE, components, repeat=1)
@@ -188,7 +188,7 @@ def test_cli_run_exits_non_zero_when_no_image_could_be_processed(tmp_path, monke
 
 
 def test_direct_pipeline_processes_the_same_images(tiny_settings, components):
-    from burnscope.applications.burn_triage.runner import run_direct
+    from burnscope.benchmarks.burn_triage import run_direct
 
     result = run_direct(tiny_settings, SAMPLE, components)
     images, _ = _expected_counts()
@@ -239,7 +239,7 @@ def test_cli_case_option_feeds_decision_support(tmp_path):
 
 def test_auto_engine_choice_follows_the_machine(monkeypatch):
     from burnscope.applications.burn_triage.settings import resolve_engine_choice
-    from burnscope.operators import gpu
+    from burnscope.common import gpu
 
     auto = {"backend": "auto", "precision": "auto", "device": "auto"}
     monkeypatch.setattr(gpu, "torch_cuda_usable", lambda: False)

@@ -7,7 +7,7 @@ from holoscan.conditions import CountCondition
 from holoscan.core import Application, Operator, OperatorSpec
 
 from burnscope.operators.decision_support.operator import DecisionSupportOp
-from burnscope.operators.messages import DEMO_BANNER, Decision, Finding, ImageContext, ModelInfo
+from burnscope.common.messages import DEMO_BANNER, Decision, Finding, ImageContext, ModelInfo
 
 MODEL = ModelInfo(name="test", weights="demo", demo=True)
 

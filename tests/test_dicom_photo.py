@@ -15,7 +15,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from burnscope.applications import cmd_dicom
+from burnscope.applications.cli import cmd_dicom
 from burnscope.operators.dicom_loader.core import DicomLoader
 from burnscope.operators.dicom_loader.photo import strip_jpeg_app_segments, wrap_photo
 

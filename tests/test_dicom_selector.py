@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from burnscope.applications.cmd_dicom import inspect_paths
+from burnscope.applications.cli.cmd_dicom import inspect_paths
 from burnscope.operators.dicom_loader.core import DicomLoader
 from burnscope.operators.dicom_loader.selector import RuleError, SeriesSelector, group_by_study
 

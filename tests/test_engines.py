@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from burnscope.operators.messages import DEMO_BANNER
+from burnscope.common.messages import DEMO_BANNER
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 from burnscope.engines import export  # noqa: E402
 from burnscope.engines.base import BACKENDS, EngineError, create_engine, l2_normalize, pad_to  # noqa: E402
 from burnscope.engines.model import load_biomedclip  # noqa: E402
-from burnscope.operators.gpu import torch_cuda_usable  # noqa: E402
+from burnscope.common.gpu import torch_cuda_usable  # noqa: E402
 
 #: Stated fidelity bound: ONNX Runtime fp32 against the torch fp32 reference.
 ORT_VS_TORCH_MIN_COSINE = 0.9999
@@ -151,15 +151,19 @@ def test_cli_commands(bundle, tmp_path):
     from burnscope.applications.cli import app
 
     runner = CliRunner()
-    done = runner.invoke(app, ["export-onnx", "--config", "biomedclip-tiny"])
+    done = runner.invoke(app, ["export-onnx", "--model-config", "biomedclip-tiny"])
     assert done.exit_code == 0, done.output
     assert "max abs diff vs torch" in done.output
-    done = runner.invoke(app, ["build-engine", "--config", "biomedclip-tiny", "--backend", "onnxruntime", "--device", "cpu", "--batch", "1,2"])
+    done = runner.invoke(app, ["build-engine", "--model-config", "biomedclip-tiny", "--backend", "onnxruntime", "--device", "cpu", "--batch", "1,2"])
     assert done.exit_code == 0, done.output
     assert '"backend": "onnxruntime"' in done.output and '"batch_sizes": [' in done.output
-    done = runner.invoke(app, ["build-engine", "--config", "biomedclip-tiny", "--backend", "openvino"])
+    done = runner.invoke(app, ["build-engine", "--model-config", "biomedclip-tiny", "--backend", "openvino"])
     assert done.exit_code == 2 and "valid backends: onnxruntime, torch, tensorrt" in done.output
-    done = runner.invoke(app, ["quantize", "--config", "biomedclip-tiny", "--recipe", "everything"])
+    # the spelling of the last release still works for one more, and says what replaces it
+    done = runner.invoke(app, ["build-engine", "--config", "biomedclip-tiny", "--backend", "openvino"])
+    assert done.exit_code == 2 and "valid backends" in done.output
+    assert "--config NAME is deprecated" in done.output and "--model-config" in done.output
+    done = runner.invoke(app, ["quantize", "--model-config", "biomedclip-tiny", "--recipe", "everything"])
     assert done.exit_code == 2 and "unknown recipe" in done.output
     done = runner.invoke(app, ["bench", "engines", "--backends", "torch,openvino"])
     assert done.exit_code == 2 and "unknown backend 'openvino'" in done.output

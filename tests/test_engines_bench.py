@@ -12,19 +12,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from burnscope.applications import gpu_bench  # noqa: E402
-from burnscope.engines import bench  # noqa: E402
-from burnscope.engines.calibration import sample_photo_dirs  # noqa: E402
+from burnscope.benchmarks import engines as bench  # noqa: E402
+from burnscope.benchmarks import gpu as gpu_bench  # noqa: E402
 from burnscope.engines.model import load_biomedclip  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def result():
     torch.set_num_threads(1)
     bundle = load_biomedclip(config="biomedclip-tiny")
-    folders = sample_photo_dirs()[:1]  # scikit-image's photographs
+    folders = [Path(pytest.importorskip("skimage.data").__file__).parent]  # scikit-image's photographs
     cases = [bench.Case("torch", "fp32", "cpu"), bench.Case("onnxruntime", "fp32", "cpu", opts={"intra_op_threads": 1})]
     return bench.run_bench(bundle=bundle, cases=cases, batches=(1, 2), images=folders, repeat=3, max_images=6)
 
@@ -89,13 +86,10 @@ def test_gpu_script_cpu_parts():
 
 
 def test_gpu_script_runs_without_a_gpu(tmp_path):
-    """From a plain checkout (no install needed) it writes its report and says why nothing ran."""
-    code = (
-        "import sys, runpy; sys.argv=['gpu_bench.py','--out',sys.argv[1],'--no-preprocess'];"
-        "runpy.run_path(%r, run_name='__main__')" % str(REPO / "applications" / "gpu_bench.py")
-    )
+    """From any folder it writes its report and says why nothing ran."""
     env = {"BURNSCOPE_DEVICE": "cpu", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "burnscope.benchmarks.gpu", "--out", str(tmp_path), "--no-preprocess"],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "engines-gpu.json").read_text())
     assert result["rows"] == [] and any("no CUDA GPU" in e for e in result["errors"])

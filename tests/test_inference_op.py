@@ -16,7 +16,7 @@ from burnscope.engines.export import sample_images  # noqa: E402
 from burnscope.engines.model import load_biomedclip  # noqa: E402
 from burnscope.operators.inference.core import ImageEncoder  # noqa: E402
 from burnscope.operators.inference.operator import InferenceOp  # noqa: E402
-from burnscope.operators.messages import EmbeddingBatch, ImageBatch, ImageContext  # noqa: E402
+from burnscope.common.messages import EmbeddingBatch, ImageBatch, ImageContext  # noqa: E402
 
 
 @pytest.fixture(scope="module")

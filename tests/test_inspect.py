@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from typer.testing import CliRunner
 
-from burnscope.applications import cmd_dicom
+from burnscope.applications.cli import cmd_dicom
 from burnscope.operators.dicom_loader.core import DicomLoader
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"

@@ -156,7 +156,7 @@ def test_cstore_delivers_sr_and_marks_refused_sop_class_failed(tmp_path, sr_only
 def test_outbox_cli_status_retry_purge(tmp_path, sr_only_scp):
     import typer
 
-    from burnscope.applications import cmd_reports
+    from burnscope.applications.cli import cmd_reports
 
     port, received = sr_only_scp
     db = tmp_path / "outbox.sqlite"

@@ -1,7 +1,9 @@
-"""Packaging: one distribution, everything under the burnscope namespace."""
+"""Packaging: one distribution, everything under the burnscope namespace, usable without a checkout."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -49,11 +51,63 @@ def test_wheel_installs_only_the_burnscope_namespace(wheel):
         "burnscope/engines/configs/biomedclip.json",
         "burnscope/applications/burn_triage/config.yaml",
         "burnscope/common/burn_depth_prompts.yaml",
+        "burnscope/operators/preprocess/resample.cu",
+        "burnscope/applications/cli/__init__.py",
+        "burnscope/applications/cli/__main__.py",
+        "burnscope/benchmarks/engines.py",
+        "burnscope/engines/sample_images/README.md",
     ):
         assert needed in names
+    assert len([n for n in names if n.startswith("burnscope/engines/sample_images/") and n.endswith(".jpg")]) == 12
 
 
 def test_console_script_is_declared(wheel):
     with zipfile.ZipFile(wheel) as zf:
         entry_points = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
         assert "burnscope = burnscope.applications.cli:main" in zf.read(entry_points).decode()
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh venv with the wheel installed (not editable). It sees the dependencies of this
+    interpreter through a .pth, as the development worktrees do, and scikit-image not at all."""
+    venv = tmp_path_factory.mktemp("venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    dependencies = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "_dependencies.pth").write_text("\n".join(dependencies) + "\n")
+    # first on the path: installed code that imports scikit-image (a test extra) fails loudly
+    (site / "skimage.py").write_text("raise ImportError('scikit-image is a test extra, not a dependency')\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                    "--no-deps", "--no-index", str(wheel)], check=True)
+    return venv
+
+
+@pytest.mark.slow
+def test_installed_wheel_benchmarks_engines_from_an_empty_folder(installed, tmp_path):
+    """`burnscope bench engines` with no --images: fidelity images and INT8 calibration come from
+    the installed package, not from a checkout (the folder it runs in is empty)."""
+    work, cache = tmp_path / "empty", tmp_path / "cache"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HOLOSCAN_MODEL_PATH")}
+    env.update(BURNSCOPE_CACHE=str(cache), BURNSCOPE_DEVICE="cpu", COLUMNS="200")
+    site = next(installed.glob("lib/python3*/site-packages"))
+    where = subprocess.run([str(installed / "bin" / "python"), "-c", "import burnscope.engines as e; print(e.__file__)"],
+                           cwd=work, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.strip() == str(site / "burnscope" / "engines" / "__init__.py")
+    done = subprocess.run(
+        [str(installed / "bin" / "burnscope"), "bench", "engines", "--batch", "1", "--repeat", "2",
+         "--model-config", "biomedclip-tiny", "--json", "bench.json"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "BiomedCLIP image tower · 12 images · fidelity vs torch fp32" in done.stdout
+    assert "DEMO MODEL (random weights)" in done.stdout
+    result = json.loads((work / "bench.json").read_text())
+    assert result["meta"]["images"] == 12 and result["meta"]["demo"]
+    assert result["meta"]["image_sources"] == [str(site / "burnscope" / "engines" / "sample_images")]
+    measured = {(r["backend"], r["precision"]) for r in result["rows"]}
+    # static int8 is calibrated on the same shipped photographs
+    assert {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")} <= measured
+    assert all(r["batch"] == 1 and r["images_per_s"] > 0 for r in result["rows"])
+    assert sorted(p.name for p in work.iterdir()) == ["bench.json"]  # wrote nothing else where it ran

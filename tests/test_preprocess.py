@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from burnscope.operators.gpu import cupy_usable
+from burnscope.common.gpu import cupy_usable
 from burnscope.operators.preprocess.core import (
     BIOMEDCLIP_MEAN,
     BIOMEDCLIP_STD,
@@ -269,7 +269,7 @@ def test_preprocess_op_in_holoscan_graph():
     from holoscan.conditions import CountCondition
     from holoscan.core import Application, Operator, OperatorSpec
 
-    from burnscope.operators.messages import ImageBatch, ImageContext, ImageRecord
+    from burnscope.common.messages import ImageBatch, ImageContext, ImageRecord
     from burnscope.operators.preprocess.operator import PreprocessOp
 
     photos = _photos()
@@ -321,7 +321,7 @@ def test_preprocess_op_in_holoscan_graph():
 
 
 def test_benchmark_function_returns_rows():
-    from burnscope.applications.bench_preprocess import run_benchmark
+    from burnscope.benchmarks.preprocess import run_benchmark
 
     rows = run_benchmark(batch_sizes=(2,), backends=["numpy", "open_clip"], sources=("synthetic",), repeats=1)
     measured = [r for r in rows if "skipped" not in r]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,8 @@ def bundle():
 
 @pytest.fixture(scope="module")
 def photos(bundle):
-    names, images = calibration.load_batch(calibration.sample_photo_dirs()[:1], bundle.config, limit=12)
+    skimage_data = pytest.importorskip("skimage.data")  # the test extra's photographs
+    names, images = calibration.load_batch([Path(skimage_data.__file__).parent], bundle.config, limit=12)
     if len(images) < 4:
         pytest.skip("scikit-image sample photographs not installed")
     return images

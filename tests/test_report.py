@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from burnscope.operators.messages import DEMO_BANNER, PatientIdentity
+from burnscope.common.messages import DEMO_BANNER, PatientIdentity
 from burnscope.operators.report.core import (
     DISCLAIMER,
     REPORT_SCHEMA_VERSION,

@@ -12,7 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from burnscope.operators.messages import DEMO_BANNER, PatientIdentity
+from burnscope.common.messages import DEMO_BANNER, PatientIdentity
 from burnscope.operators.report import codes as bc
 from burnscope.operators.report.core import ALL_FORMATS, ReportEmitter
 from fixtures.examples import example_decision

@@ -7,7 +7,7 @@ import json
 
 from fhir.resources.R4B.bundle import Bundle
 
-from burnscope.operators.messages import DEMO_BANNER, PatientIdentity
+from burnscope.common.messages import DEMO_BANNER, PatientIdentity
 from burnscope.operators.report.core import ReportEmitter
 from fixtures.examples import example_decision
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from burnscope.operators.messages import ErrorRecord
+from burnscope.common.messages import ErrorRecord
 from burnscope.operators.report.core import ReportBundle, ReportEmitter
 from fixtures.examples import example_decision
 from burnscope.operators.sinks.folder import ErrorSink, FolderSink, write_atomic

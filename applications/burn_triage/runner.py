@@ -1,6 +1,7 @@
-"""Run the burn-triage graph once and summarise it; run it headless as a benchmark.
+"""Run the burn-triage graph once and summarise it.
 
-Used by ``burnscope run burn-triage`` and ``burnscope bench burn-triage``, and by the tests.
+Used by ``burnscope run burn-triage``, by the headless benchmark
+(:mod:`burnscope.benchmarks.burn_triage`, ``burnscope bench burn-triage``) and by the tests.
 """
 
 from __future__ import annotations
@@ -8,15 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import resource
-import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from burnscope.operators.messages import DEMO_BANNER
+from burnscope.common.messages import DEMO_BANNER
 
 from .app import BurnTriageApp, TriageComponents, configure_scheduler
 
@@ -24,7 +21,6 @@ log = logging.getLogger(__name__)
 
 SOURCE_OP = "medical_images"
 REPORT_SINK_OP = "emr_integration"
-_HOP = re.compile(r"\(([\w.]+),(\d+),(\d+)\)")
 
 
 def run_triage(
@@ -39,7 +35,7 @@ def run_triage(
     """Compose and run the graph once; return a summary (counts, findings per class, errors).
 
     ``flow_log``: when given, Holoscan's data-flow tracker logs every message's path with
-    timestamps there (see :func:`latencies_from_flow_log`). ``return_app``: also return the
+    timestamps there (see :func:`burnscope.benchmarks.burn_triage.latencies_from_flow_log`). ``return_app``: also return the
     app, whose operators hold their counters.
     """
     app = BurnTriageApp(settings, input_path, output_dir, components, on_progress=on_progress)
@@ -91,155 +87,6 @@ def summarise(app: BurnTriageApp, wall_s: float) -> dict[str, Any]:
     if info.demo:
         summary["warning"] = DEMO_BANNER
     return summary
-
-
-def latencies_from_flow_log(path: str | os.PathLike, root: str = SOURCE_OP, leaf: str = REPORT_SINK_OP) -> list[float]:
-    """End-to-end latencies (ms) of the messages that went from ``root`` to ``leaf``, in the
-    order the leaf received them.
-
-    Each log entry is a path ``(op, receive_us, publish_us) -> ...``; the latency is the leaf's
-    last timestamp minus the root's publish time, as Holoscan's own E2E metric counts it.
-    """
-    arrivals = []
-    for line in Path(path).read_text().splitlines():
-        hops = _HOP.findall(line)
-        # operator names are qualified by the fragment (``burn_triage.medical_images``)
-        if len(hops) >= 2 and hops[0][0].rsplit(".", 1)[-1] == root and hops[-1][0].rsplit(".", 1)[-1] == leaf:
-            arrivals.append((int(hops[-1][1]), (int(hops[-1][2]) - int(hops[0][2])) / 1000.0))
-    return [latency for _, latency in sorted(arrivals)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0–100), as numpy's default."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100.0
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def bench_triage(
-    settings: dict[str, Any],
-    input_path: str | os.PathLike,
-    components: TriageComponents,
-    repeat: int = 3,
-    on_repeat: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Run the graph headless ``repeat`` times (after one warm-up run) and measure it.
-
-    Latency is per message (one batch of ``source.batch_size`` images) from the loader's emit to
-    the report sink; images/s is images over the wall time of the measured runs.
-    """
-    if repeat < 1:
-        raise ValueError("repeat must be at least 1")
-    run_triage(settings, input_path, None, components)  # warm-up: caches, thread pools, allocator
-    latencies: list[float] = []
-    images = 0
-    wall = 0.0
-    walls = []
-    summary: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="burnscope-bench-") as tmp:
-        for i in range(repeat):
-            flow_log = Path(tmp) / f"flow-{i}.log"
-            summary, app = run_triage(settings, input_path, None, components, flow_log=flow_log, return_app=True)
-            # Ticks that carried only error records pass through with empty batches: leave them
-            # out (the sink saw the messages in the order the log lists their arrivals).
-            sizes = app.ops[REPORT_SINK_OP].sizes
-            per_message = latencies_from_flow_log(flow_log)
-            if len(per_message) != len(sizes):
-                raise RuntimeError(f"flow log lists {len(per_message)} messages, the sink received {len(sizes)}")
-            latencies += [lat for lat, n in zip(per_message, sizes) if n > 0]
-            images += summary["images"]
-            wall += summary["wall_s"]
-            walls.append(summary["wall_s"])
-            if on_repeat:
-                on_repeat(i + 1)
-    result = {
-        "app": "burn-triage",
-        "input": str(input_path),
-        "repeat": repeat,
-        "batch_size": settings["source"]["batch_size"],
-        "scheduler": settings["scheduler"]["kind"],
-        "period_ms": settings["source"].get("period_ms") or 0,
-        "report_formats": list(settings["report"]["formats"]),
-        "images_per_run": summary.get("images", 0),
-        "errors_per_run": summary.get("errors", 0),
-        "messages": len(latencies),
-        "latency_ms": {
-            "p50": round(percentile(latencies, 50), 3),
-            "p95": round(percentile(latencies, 95), 3),
-            "p99": round(percentile(latencies, 99), 3),
-            "mean": round(statistics.fmean(latencies), 3) if latencies else float("nan"),
-            "max": round(max(latencies), 3) if latencies else float("nan"),
-        },
-        "images_per_s": round(images / wall, 2) if wall > 0 else float("nan"),
-        "run_wall_s_median": round(statistics.median(walls), 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "model": summary.get("model", {}),
-    }
-    if result["model"].get("demo"):
-        result["warning"] = DEMO_BANNER
-    return result
-
-
-def run_direct(settings: dict[str, Any], input_path: str | os.PathLike, components: TriageComponents) -> dict[str, Any]:
-    """The same stages as the graph, called one after another in plain Python (no Holoscan).
-
-    The benchmark's baseline for Holoscan's own overhead: same cores, same batches, reports
-    rendered and dropped. Returns per-batch latencies (ms, batches with images only) and counts.
-    """
-    from burnscope.operators.decision_support.core import DecisionSupport
-    from burnscope.operators.dicom_loader.core import DicomLoader
-    from burnscope.operators.burn_severity.core import BurnSeverity
-    from burnscope.operators.inference.core import ImageEncoder
-    from burnscope.operators.messages import ImageBatch
-    from burnscope.operators.report.core import ReportEmitter
-
-    src = settings["source"]
-    loader = DicomLoader(max_pixels=src["max_pixels"], workers=src["workers"])
-    encoder = ImageEncoder(components.engine)
-    severity = BurnSeverity(components.head)
-    support = DecisionSupport(settings["decision_support"].get("default_case") or {})
-    emitter = ReportEmitter(settings["report"]["formats"])
-    keep_thumbnails = settings["preprocess"]["keep_thumbnails"]
-    latencies, images, reports = [], 0, 0
-    started = time.perf_counter()
-    batches = loader.iter_batches(input_path, src["batch_size"])
-    while True:
-        t0 = time.perf_counter()
-        batch = next(batches, None)  # decoding counts, as it does in the graph's source
-        if batch is None:
-            break
-        records, _errors = batch
-        pre = components.preprocessor.process([r.pixels for r in records], thumbnails=keep_thumbnails)
-        embedded = encoder.run(ImageBatch([r.context for r in records], pre.tensor, pre.thumbnails))
-        bundles = emitter.emit(support(severity(embedded)))
-        if records:
-            latencies.append((time.perf_counter() - t0) * 1000.0)
-        images += len(records)
-        reports += len(bundles)
-    return {"latencies_ms": latencies, "images": images, "reports": reports, "wall_s": time.perf_counter() - started}
-
-
-def bench_direct(
-    settings: dict[str, Any], input_path: str | os.PathLike, components: TriageComponents, repeat: int = 3
-) -> dict[str, Any]:
-    """:func:`run_direct` measured like :func:`bench_triage` (one warm-up run, then ``repeat``)."""
-    run_direct(settings, input_path, components)
-    runs = [run_direct(settings, input_path, components) for _ in range(repeat)]
-    latencies = [lat for run in runs for lat in run["latencies_ms"]]
-    wall = sum(run["wall_s"] for run in runs)
-    return {
-        "latency_ms": {q: round(percentile(latencies, v), 3) for q, v in (("p50", 50), ("p95", 95), ("p99", 99))},
-        "images_per_s": round(sum(run["images"] for run in runs) / wall, 2) if wall > 0 else float("nan"),
-        "run_wall_s_median": round(statistics.median(run["wall_s"] for run in runs), 3),
-    }
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:

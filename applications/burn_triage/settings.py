@@ -67,7 +67,7 @@ def resolve_engine_choice(inference: dict[str, Any]) -> tuple[str, str]:
     On a usable CUDA GPU: torch in FP16 (CUDA graphs), unless ONNX Runtime has its CUDA provider
     and was asked for. On the CPU: ONNX Runtime FP32 (about twice torch eager's speed there).
     """
-    from burnscope.operators.gpu import torch_cuda_usable
+    from burnscope.common.gpu import torch_cuda_usable
 
     gpu = inference.get("device", "auto") in ("auto", "gpu", "cuda") and torch_cuda_usable()
     backend = inference["backend"]

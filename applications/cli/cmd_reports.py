@@ -12,11 +12,9 @@ from pathlib import Path
 
 import typer
 
-DEFAULT_OUTBOX = Path("out/outbox.sqlite")
+from .options import fail
 
-outbox_app = typer.Typer(
-    help="Inspect and operate the durable delivery outbox (PACS, DICOMweb, FHIR).", no_args_is_help=True
-)
+DEFAULT_OUTBOX = Path("out/outbox.sqlite")
 
 _DB_OPTION = typer.Option(
     DEFAULT_OUTBOX, "--db", "-d", help="Outbox database (the app's <output>/outbox.sqlite)."
@@ -27,12 +25,10 @@ def _open(db: Path):
     from burnscope.operators.sinks.outbox import Outbox
 
     if not db.exists():
-        typer.echo(f"error: no outbox at {db}", err=True)
-        raise typer.Exit(2)
+        fail(f"no outbox at {db}")
     return Outbox(db)
 
 
-@outbox_app.command("status")
 def status(
     db: Path = _DB_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -68,7 +64,6 @@ def status(
         )
 
 
-@outbox_app.command("retry")
 def retry(
     db: Path = _DB_OPTION,
     destination: str = typer.Option(None, "--destination", help="Only this destination."),
@@ -97,7 +92,6 @@ def retry(
         raise typer.Exit(1)
 
 
-@outbox_app.command("purge-delivered")
 def purge_delivered(
     db: Path = _DB_OPTION,
     older_than_hours: float = typer.Option(
@@ -112,4 +106,10 @@ def purge_delivered(
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this module's commands to the burnscope CLI."""
+    outbox_app = typer.Typer(
+        help="Inspect and operate the durable delivery outbox (PACS, DICOMweb, FHIR).", no_args_is_help=True
+    )
+    outbox_app.command("status")(status)
+    outbox_app.command("retry")(retry)
+    outbox_app.command("purge-delivered")(purge_delivered)
     app.add_typer(outbox_app, name="outbox")

@@ -1,10 +1,11 @@
 """Preprocessing throughput: NumPy vs CuPy vs open_clip's own (PIL) transform.
 
 Measures images/s of BiomedCLIP's transform (shortest side 224, centre crop, normalise) at
-several batch sizes, on scikit-image's bundled photographs and on random-size synthetic images,
-and checks that the CuPy result equals the NumPy one. Usage::
+several batch sizes, on photographs (``--images DIR``; default: the small sample photographs
+shipped with :mod:`burnscope.engines.calibration`, 256–385 px) and on random-size synthetic
+images (160–1200 px per side), and checks that the CuPy result equals the NumPy one. Usage::
 
-    python -m burnscope.applications.bench_preprocess --batch 1,64,256 --json out.json
+    python -m burnscope.benchmarks.preprocess --batch 1,64,256 [--images DIR] --json out.json
 
 or from Python: ``rows = run_benchmark(batch_sizes=(1, 64))``. Backends:
 
@@ -26,30 +27,26 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from burnscope.operators.gpu import cupy_usable
+from burnscope.common.gpu import cupy_usable
 from burnscope.operators.preprocess.core import BIOMEDCLIP_MEAN, BIOMEDCLIP_STD, Preprocessor
 
 BACKENDS = ("numpy", "cupy", "cupy-device", "open_clip")
 SOURCES = ("photos", "synthetic")
-_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 
 
-def photo_images() -> list[np.ndarray]:
-    """scikit-image's bundled RGB photographs (300×451 up to 1411×1411)."""
-    from skimage import data
+def photo_images(folders: Sequence[str | os.PathLike] | None = None) -> list[np.ndarray]:
+    """RGB photographs of ``folders`` (JPEG/PNG/DICOM; default: the shipped sample photographs)."""
+    from burnscope.engines.calibration import iter_rgb, sample_photo_dirs
 
-    photos = []
-    for name in _PHOTOS:
-        try:  # some scikit-image releases fetch a few of these over the network
-            photos.append(np.ascontiguousarray(getattr(data, name)()))
-        except Exception:
-            continue
+    folders = list(folders or sample_photo_dirs())
+    photos = [rgb for _, rgb in iter_rgb(folders)]
     if not photos:
-        raise RuntimeError("no scikit-image sample photograph could be loaded")
+        raise RuntimeError(f"no photograph could be read from {', '.join(map(str, folders))}")
     return photos
 
 
@@ -116,6 +113,7 @@ def run_benchmark(
     progress: Callable[[str], None] | None = None,
     torch_threads: int | None = 1,
     cpu_threads: int = 1,
+    photo_dirs: Sequence[str | os.PathLike] | None = None,
 ) -> list[dict[str, Any]]:
     """Measure every backend × source × batch size; return one dict per measurement.
 
@@ -123,7 +121,8 @@ def run_benchmark(
     mean_pixels (average input pixels per image) and, for CuPy rows when ``check``,
     max_abs_diff_vs_numpy (0.0 means bit-identical). ``torch_threads`` (default 1, like the
     single-threaded NumPy path; None leaves torch's setting) applies to the open_clip rows,
-    ``cpu_threads`` to the NumPy rows (``Preprocessor(cpu_threads=...)``).
+    ``cpu_threads`` to the NumPy rows (``Preprocessor(cpu_threads=...)``). ``photo_dirs``: the
+    folders of the ``photos`` source (default: the shipped sample photographs).
     """
     usable = available_backends()
     wanted = list(backends) if backends else usable
@@ -143,7 +142,7 @@ def run_benchmark(
         def sync() -> None:
             cupy.cuda.get_current_stream().synchronize()
 
-    pools = {"photos": photo_images, "synthetic": lambda: synthetic_images(64)}
+    pools = {"photos": lambda: photo_images(photo_dirs), "synthetic": lambda: synthetic_images(64)}
     for source in sources:
         pool = pools[source]()
         for n in batch_sizes:
@@ -264,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "--torch-threads", type=int, default=1, help="torch threads for open_clip (0: leave as is)"
     )
     parser.add_argument("--cpu-threads", type=int, default=1, help="threads of the NumPy path")
+    parser.add_argument("--images", type=Path, action="append", default=None,
+                        help="photo folder for the 'photos' source (repeatable; default: the shipped samples)")
     parser.add_argument("--json", default="", help="write rows and environment to this JSON file")
     args = parser.parse_args(argv)
     rows = run_benchmark(
@@ -275,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         check=not args.no_check,
         torch_threads=args.torch_threads or None,
         cpu_threads=args.cpu_threads,
+        photo_dirs=args.images,
     )
     print_table(rows)
     if args.json:

@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from .options import (
+    BACKEND_OPT, CONFIG_OPT, DEVICE_OPT, MODEL_OPT, PRECISION_OPT, SCHEDULER_OPT, console, demo_banner, fail,
+)
 
 APPLICATIONS = ("burn-triage",)
 
 
 def info(
-    model: Optional[str] = typer.Option(None, "-m", "--model", help="BiomedCLIP weights (file or folder)."),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Versions, GPU and TensorRT availability, and which model weights are in use."""
@@ -44,30 +45,24 @@ def info(
     console.print(table)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    """One clear error line and a non-zero exit."""
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _prepare(app_name: str, input_path: Optional[Path], config: Optional[Path], overrides: dict) -> dict:
     """Validate the options that need no model; return the merged settings."""
     from burnscope.applications.burn_triage.settings import SettingsError, load_settings
 
     if app_name not in APPLICATIONS:
-        _fail(f"unknown application {app_name!r}; available: {', '.join(APPLICATIONS)}")
+        fail(f"unknown application {app_name!r}; available: {', '.join(APPLICATIONS)}")
     try:
         settings = load_settings(config, overrides)
     except SettingsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     kind = settings["source"]["kind"]
     if kind == "folder":  # watch creates its folder; scp needs none
         if input_path is None:
-            _fail("-i/--input is required (or --watch DIR / --listen PORT)")
+            fail("-i/--input is required (or --watch DIR / --listen PORT)")
         if not input_path.exists():
-            _fail(f"input not found: {input_path}")
+            fail(f"input not found: {input_path}")
         if input_path.is_dir() and not any(p.is_file() for p in input_path.rglob("*")):
-            _fail(f"input folder is empty: {input_path}")
+            fail(f"input folder is empty: {input_path}")
     return settings
 
 
@@ -75,9 +70,9 @@ def _read_case(path: Path) -> dict:
     try:
         case = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        _fail(f"--case {path}: {exc}")
+        fail(f"--case {path}: {exc}")
     if not isinstance(case, dict):
-        _fail(f"--case {path}: expected a JSON object")
+        fail(f"--case {path}: expected a JSON object")
     return case
 
 
@@ -97,15 +92,13 @@ def _load_components(settings: dict, model: Optional[str]):
         try:
             return build_components(settings, model=model)
         except (FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _print_summary(summary: dict) -> None:
-    from burnscope.operators.messages import DEMO_BANNER
-
     model = summary["model"]
     if model["demo"]:
-        console.print(f"[bold black on yellow] {DEMO_BANNER} [/bold black on yellow]")
+        demo_banner(console)
     table = Table(title="burn-triage summary")
     table.add_column("item")
     table.add_column("count", justify="right")
@@ -131,14 +124,6 @@ def _print_summary(summary: dict) -> None:
 
 
 APP_ARG = typer.Argument(..., metavar="APP", help="Application to run: burn-triage.")
-INPUT_OPT = typer.Option(..., "-i", "--input", help="DICOM folder (recursive) or file.")
-MODEL_OPT = typer.Option(None, "-m", "--model", help="BiomedCLIP weights (file or folder); else HOLOSCAN_MODEL_PATH, the HF cache, or the demo model.")
-BACKEND_OPT = typer.Option(None, "--backend", help="auto | onnxruntime | torch | tensorrt (auto: torch on a GPU, onnxruntime on CPU).")
-PRECISION_OPT = typer.Option(None, "--precision", help="auto | fp32 | fp16 | bf16 | int8 (auto: fp16 on a GPU, fp32 on CPU).")
-DEVICE_OPT = typer.Option(None, "--device", help="auto | cpu | gpu.")
-BATCH_OPT = typer.Option(None, "--batch-size", help="Images per message.")
-SCHED_OPT = typer.Option(None, "--scheduler", help="greedy | event_based.")
-CONFIG_OPT = typer.Option(None, "-c", "--config", help="YAML overriding applications/burn_triage/config.yaml.")
 
 
 def run(
@@ -149,8 +134,8 @@ def run(
     backend: Optional[str] = BACKEND_OPT,
     precision: Optional[str] = PRECISION_OPT,
     device: Optional[str] = DEVICE_OPT,
-    batch_size: Optional[int] = BATCH_OPT,
-    scheduler: Optional[str] = SCHED_OPT,
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per message."),
+    scheduler: Optional[str] = SCHEDULER_OPT,
     config: Optional[Path] = CONFIG_OPT,
     watch: bool = typer.Option(False, "--watch", help="Watch the input folder and process files as they land (until stopped)."),
     listen: Optional[int] = typer.Option(None, "--listen", help="Receive images as a DICOM C-STORE SCP on this port (until stopped)."),
@@ -170,16 +155,16 @@ def run(
     if case is not None:
         overrides["decision_support"] = {"default_case": _read_case(case)}
     if watch and listen is not None:
-        _fail("choose one of --watch and --listen")
+        fail("choose one of --watch and --listen")
     source = overrides["source"]
     source.update(stop_after_idle=stop_after_idle, max_files=max_files)
     if select is not None:
         if not select.is_file():
-            _fail(f"--select: rules file not found: {select}")
+            fail(f"--select: rules file not found: {select}")
         source["select"] = str(select)
     if watch:
         if input_path is None:
-            _fail("--watch needs -i/--input: the folder to watch")
+            fail("--watch needs -i/--input: the folder to watch")
         source["kind"] = "watch"
     elif listen is not None:
         source.update(kind="scp", scp={"port": listen, "ae_title": ae_title})
@@ -203,11 +188,11 @@ def run(
     write_json(summary, output_dir / "summary.json")
     _print_summary(summary)
     if summary["reports"] == 0:
-        _fail("no image could be processed", code=1)
+        fail("no image could be processed", code=1)
 
 
 def bench_burn_triage(
-    input_path: Path = INPUT_OPT,
+    input_path: Path = typer.Option(..., "-i", "--input", help="DICOM folder (recursive) or file."),
     repeat: int = typer.Option(3, "--repeat", min=1, help="Measured runs over the input (after one warm-up run)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
     model: Optional[str] = MODEL_OPT,
@@ -215,16 +200,15 @@ def bench_burn_triage(
     precision: Optional[str] = PRECISION_OPT,
     device: Optional[str] = DEVICE_OPT,
     batch_size: Optional[int] = typer.Option(1, "--batch-size", help="Images per message (1: per-image latency)."),
-    scheduler: Optional[str] = SCHED_OPT,
+    scheduler: Optional[str] = SCHEDULER_OPT,
     config: Optional[Path] = CONFIG_OPT,
     formats: Optional[str] = typer.Option(None, "--formats", help="Report formats rendered, comma-separated (default from config: all six)."),
     period_ms: Optional[float] = typer.Option(None, "--period-ms", help="Pace the source: one batch per period (unloaded latency); default: as fast as possible."),
     direct: bool = typer.Option(True, "--direct/--no-direct", help="Also time the same stages called without Holoscan (overhead)."),
 ) -> None:
     """Run burn-triage headless (reports rendered, not written): latency p50/p95/p99, images/s, peak RSS."""
-    from burnscope.applications.burn_triage.runner import bench_direct, bench_triage, write_json
-    from burnscope.applications.environment import gpu_status
-    from burnscope.operators.messages import DEMO_BANNER
+    from burnscope.applications.burn_triage.runner import write_json
+    from burnscope.benchmarks.burn_triage import run_benchmark
 
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     overrides["source"]["period_ms"] = period_ms
@@ -233,14 +217,10 @@ def bench_burn_triage(
     settings = _prepare("burn-triage", input_path, config, overrides)
     components = _load_components(settings, model)
     with console.status(f"benchmarking burn-triage ({repeat} runs after a warm-up)..."):
-        result = bench_triage(settings, input_path, components, repeat=repeat)
-        if direct and not period_ms:  # a paced graph waits on purpose: no overhead to compare
-            result["direct"] = bench_direct(settings, input_path, components, repeat=repeat)
-            graph_s, direct_s = result["run_wall_s_median"], result["direct"]["run_wall_s_median"]
-            result["holoscan_overhead_pct"] = round(100.0 * (graph_s - direct_s) / direct_s, 1) if direct_s else None
-    result["gpu"] = gpu_status()
+        # a paced graph waits on purpose: no overhead to compare
+        result = run_benchmark(settings, input_path, components, repeat=repeat, direct=direct and not period_ms)
     if result["model"].get("demo"):
-        console.print(f"[bold black on yellow] {DEMO_BANNER} [/bold black on yellow]")
+        demo_banner(console)
     table = Table(title=f"burn-triage headless · {result['model'].get('backend')} {result['model'].get('precision')} "
                         f"· batch {result['batch_size']} · {result['scheduler']}")
     table.add_column("path")

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The whole GPU side of burnscope in one command, on a machine with an NVIDIA GPU:
 #
-#   bash applications/gpu_suite.sh OUT_DIR [WHEEL_DIR]
+#   bash benchmarks/gpu_suite.sh OUT_DIR [WHEEL_DIR]     (from a checkout: it runs the tests too)
 #
 # 1. installs burnscope (no dependency resolution; WHEEL_DIR may hold wheels of what the
 #    machine lacks, installed first without network),
 # 2. runs the GPU tests (CuPy-vs-NumPy preprocessing parity, CUDA engine tests) — they are
 #    skipped on CPU-only machines, so this is where they really run,
 # 3. benchmarks the engines (torch CUDA FP16/BF16 with CUDA graphs, batch 1…256, fidelity vs
-#    fp32) and CuPy vs NumPy preprocessing (applications/gpu_bench.py),
+#    fp32) and CuPy vs NumPy preprocessing (python -m burnscope.benchmarks.gpu),
 # 4. benchmarks the burn-triage Holoscan graph end to end on the GPU (DICOM → report), paced
 #    (unloaded latency) and flat out (throughput), when Holoscan imports.
 #
@@ -48,7 +48,7 @@ fi
 
 if [[ " $PARTS " == *" engines "* ]]; then
 step "engines + preprocessing benchmark"
-"$PY" applications/gpu_bench.py --out "$OUT" --images sample_data || echo "gpu_bench failed"
+"$PY" -m burnscope.benchmarks.gpu --out "$OUT" --images sample_data || echo "GPU benchmark failed"
 fi
 
 if [[ " $PARTS " == *" pipeline "* ]]; then

@@ -1,15 +1,13 @@
 """The whole GPU side of the inference path in one command (run it on a machine with an NVIDIA GPU)::
 
-    python applications/gpu_bench.py --out out/gpu            # from a checkout, installed or not
-    python -m burnscope.applications.gpu_bench --out out/gpu  # when burnscope is installed
+    python -m burnscope.benchmarks.gpu --out out/gpu [--images DIR] [--model-config NAME] [-m WEIGHTS]
 
-It measures, with the same engines code the pipeline uses (:mod:`burnscope.engines.bench`):
+It measures, with the same engines code the pipeline uses (:mod:`burnscope.benchmarks.engines`):
 
 * torch CUDA FP16 and BF16 with CUDA graphs (plus FP32), batch 1 … 256: p50/p95 latency,
   images/s, peak device memory, and fidelity against fp32 torch (cosine, zero-shot top-1);
 * ONNX Runtime on the CUDA execution provider and TensorRT, when they are installed;
-* CuPy vs NumPy preprocessing parity and speed (``applications/bench_preprocess.py``) when
-  that module is importable;
+* CuPy vs NumPy preprocessing parity and speed (:mod:`burnscope.benchmarks.preprocess`);
 
 and writes ``engines-gpu.json`` and ``engines-gpu.md`` (table + targets) to ``--out``.
 Targets (H100): image tower ≥ 8,000 images/s in FP16 at large batch, batch-1 p50 ≤ 1.5 ms.
@@ -20,40 +18,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import logging
 import platform
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+COMMAND = "python -m burnscope.benchmarks.gpu"
 DEFAULT_BATCHES = (1, 8, 32, 64, 128, 256)
 TARGETS = {"fp16_large_batch_images_per_s": 8000.0, "batch1_p50_ms": 1.5}
-
-
-def bootstrap_imports(root: Path = REPO_ROOT) -> None:
-    """Make ``burnscope.*`` importable from a plain checkout (no ``pip install`` on the GPU box)."""
-    try:
-        importlib.import_module("burnscope.engines.bench")
-        return
-    except ImportError:
-        pass
-    package = sys.modules.get("burnscope") or types.ModuleType("burnscope")
-    package.__path__ = []  # namespace-like: sub-packages are registered below
-    sys.modules["burnscope"] = package
-    for name in ("operators", "engines", "applications"):
-        folder = root / name
-        spec = importlib.util.spec_from_file_location(
-            f"burnscope.{name}", folder / "__init__.py", submodule_search_locations=[str(folder)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[f"burnscope.{name}"] = module
-        spec.loader.exec_module(module)
-        setattr(package, name, module)
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
@@ -66,7 +41,7 @@ def parse_batches(text: str) -> tuple[int, ...]:
 def gpu_cases(precisions: Sequence[str] = ("fp32", "fp16", "bf16"), have_ort_cuda: bool = False,
               have_tensorrt: bool = False) -> list:
     """The engine cases of the GPU run (torch always; ORT CUDA and TensorRT when present)."""
-    from burnscope.engines.bench import Case
+    from burnscope.benchmarks.engines import Case
 
     cases = [Case("torch", p, "cuda") for p in precisions]
     if have_ort_cuda:
@@ -110,9 +85,9 @@ def environment() -> dict[str, Any]:
     return facts
 
 
-def render_markdown(result: dict[str, Any], command: str = "python applications/gpu_bench.py --out out/gpu") -> str:
+def render_markdown(result: dict[str, Any], command: str = f"{COMMAND} --out out/gpu") -> str:
     """The report: environment, the engines table, targets, preprocessing rows."""
-    from burnscope.engines.bench import markdown_table
+    from burnscope.benchmarks.engines import markdown_table
 
     env, meta, targets = result.get("environment", {}), result.get("meta", {}), result.get("targets", {})
     lines = [
@@ -152,19 +127,18 @@ def render_markdown(result: dict[str, Any], command: str = "python applications/
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("out/gpu"))
-    parser.add_argument("--config", default="biomedclip")
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model-config", default="biomedclip", help="Model architecture (engines/configs/<name>.json).")
+    parser.add_argument("-m", "--model", default=None, help="BiomedCLIP weights (file or folder); default: as the app finds them.")
     parser.add_argument("--batch", type=parse_batches, default=DEFAULT_BATCHES)
     parser.add_argument("--precisions", default="fp32,fp16,bf16")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--images", action="append", default=None, help="Image folder(s) for fidelity.")
     parser.add_argument("--no-preprocess", action="store_true", help="Skip the CuPy/NumPy preprocessing section.")
     args = parser.parse_args(argv)
-    bootstrap_imports()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import onnxruntime
 
-    from burnscope.engines import bench
+    from burnscope.benchmarks import engines as bench
 
     env = environment()
     errors: list[str] = []
@@ -175,23 +149,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.time()
     result: dict[str, Any] = {"environment": env}
     if env.get("gpu"):
-        result.update(bench.run_bench(config=args.config, model=args.model, batches=args.batch, images=args.images,
+        result.update(bench.run_bench(config=args.model_config, model=args.model, batches=args.batch, images=args.images,
                                       cases=cases, repeat=args.repeat, device_input=True,
                                       progress=lambda m: logging.info("%s", m)))
     result.setdefault("rows", [])
     result["targets"] = check_targets(result["rows"])
     if not args.no_preprocess:
         try:
-            from burnscope.applications import bench_preprocess
+            from burnscope.benchmarks import preprocess
 
-            result["preprocess_rows"] = bench_preprocess.run_benchmark(batch_sizes=(1, 64, 256))
+            result["preprocess_rows"] = preprocess.run_benchmark(batch_sizes=(1, 64, 256))
         except Exception as exc:
             errors.append(f"preprocessing benchmark: {type(exc).__name__}: {exc}")
     result["errors"] = errors
     result["seconds"] = round(time.time() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "engines-gpu.json").write_text(json.dumps(result, indent=2, default=str))
-    command = "python applications/gpu_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"{COMMAND} " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.out / "engines-gpu.md").write_text(render_markdown(result, command.strip()))
     print(render_markdown(result, command.strip()))
     return result

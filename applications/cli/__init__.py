@@ -1,22 +1,29 @@
-"""The ``burnscope`` command line.
+"""The ``burnscope`` command line (console script ``burnscope = burnscope.applications.cli:main``).
 
-Each area of the project registers its own commands from a ``cmd_*`` module, so the CLI grows
-without one file owning everything::
+Each area of the project registers its own commands from one module of this package, so the CLI
+grows without one file owning everything; options and error exits shared by all of them are in
+:mod:`.options`::
 
     cmd_core      info, run, bench burn-triage
     cmd_dicom     inspect, wrap-photo
     cmd_engines   export-onnx, quantize, build-engine, bench engines
-    cmd_clinical  decide, train-head, evaluate
+    cmd_clinical  decide, train-head, evaluate, calibrate
     cmd_reports   outbox status|retry|purge-delivered
+
+A new command group is a module with ``register(app, bench_app)`` that adds its functions with
+``app.command(NAME)(function)`` (or a sub-``Typer`` with ``app.add_typer``), listed in
+:data:`COMMAND_MODULES`. Benchmarks themselves live in :mod:`burnscope.benchmarks`; the
+``bench`` commands only parse options and print what those return.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 
 import typer
+
+from . import cmd_clinical, cmd_core, cmd_dicom, cmd_engines, cmd_reports
 
 app = typer.Typer(
     name="burnscope",
@@ -59,10 +66,11 @@ class _CurrentStderrHandler(logging.StreamHandler):
 bench_app = typer.Typer(help="Headless benchmarks: latency percentiles, images/s, memory.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-_COMMAND_MODULES = ("cmd_core", "cmd_dicom", "cmd_engines", "cmd_clinical", "cmd_reports")
+#: Command groups, in the order ``burnscope --help`` lists their commands.
+COMMAND_MODULES = (cmd_core, cmd_dicom, cmd_engines, cmd_clinical, cmd_reports)
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(f"burnscope.applications.{_name}").register(app, bench_app)
+for _module in COMMAND_MODULES:
+    _module.register(app, bench_app)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +80,3 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer exits; keep the code for callers and tests
         return int(exc.code or 0)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

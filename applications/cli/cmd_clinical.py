@@ -14,12 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-_err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    _err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+from .options import MODEL_CONFIG_OPT, MODEL_OPT, err_console, fail
 
 
 def _fmt(value: Any) -> str:
@@ -80,15 +75,15 @@ def decide_command(
     from burnscope.operators.decision_support.core import CaseError, decide
 
     if not case_file.is_file():
-        _fail(f"case file not found: {case_file}")
+        fail(f"case file not found: {case_file}")
     try:
         case = json.loads(case_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _fail(f"{case_file}: not valid JSON ({exc})")
+        fail(f"{case_file}: not valid JSON ({exc})")
     try:
         result = decide(case)
     except CaseError as exc:
-        _fail(f"{case_file}: {exc}")
+        fail(f"{case_file}: {exc}")
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
@@ -96,17 +91,6 @@ def decide_command(
 
 
 # ------------------------------------------------------------------------------ burn head
-
-MODEL_OPT = typer.Option(
-    None,
-    "-m",
-    "--model",
-    help="BiomedCLIP weights (file or folder); else HOLOSCAN_MODEL_PATH, the HF cache, or the demo model.",
-)
-MODEL_CONFIG_OPT = typer.Option(
-    "biomedclip", "--model-config", help="Architecture config name or path (engines/configs)."
-)
-
 
 def _check_folder(data: Path) -> None:
     """Fail fast on a bad labelled folder, before the model is loaded."""
@@ -116,7 +100,7 @@ def _check_folder(data: Path) -> None:
     try:
         scan_labelled_folder(data)
     except HeadError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _load_bundle(model: Optional[str], model_config: str):
@@ -125,9 +109,9 @@ def _load_bundle(model: Optional[str], model_config: str):
     try:
         bundle = load_biomedclip(model=model, config=model_config)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if bundle.demo:
-        _err.print(f"[bold yellow]{bundle.info.banner}[/bold yellow]")
+        err_console.print(f"[bold yellow]{bundle.info.banner}[/bold yellow]")
     return bundle
 
 
@@ -142,7 +126,7 @@ def _embed(bundle, data: Path, batch_size: int):
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=_err,
+        console=err_console,
         transient=True,
     ) as progress:
         task = progress.add_task("encode", total=None)
@@ -154,10 +138,10 @@ def _embed(bundle, data: Path, batch_size: int):
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         except HeadError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     for name, reason in result.errors:
-        _err.print(f"[yellow]skipped[/yellow] {name}: {reason}", highlight=False)
-    _err.print(
+        err_console.print(f"[yellow]skipped[/yellow] {name}: {reason}", highlight=False)
+    err_console.print(
         f"{len(result.labels)} images ({result.encoded} encoded, {len(result.labels) - result.encoded} from cache)"
     )
     return result
@@ -198,7 +182,7 @@ def train_head_command(
             model_fingerprint=bundle.fingerprint,
         )
     except HeadError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     head.metadata["model"] = {"name": bundle.info.name, "weights": bundle.info.weights, "demo": bundle.demo}
     head.save(out)
     table = Table(title=f"Linear probe → {out}")
@@ -237,7 +221,7 @@ def evaluate_command(
     from burnscope.operators.burn_severity.evaluation import evaluate_head, save_plots
 
     if head_file is not None and not head_file.is_file():
-        _fail(f"head file not found: {head_file}")
+        fail(f"head file not found: {head_file}")
     _check_folder(data)
     bundle = _load_bundle(model, model_config)
     try:
@@ -245,7 +229,7 @@ def evaluate_command(
         result = _embed(bundle, data, batch_size)
         metrics = evaluate_head(head, result.embeddings, result.labels)
     except HeadError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     metrics["model"] = {"name": bundle.info.name, "weights": bundle.info.weights, "demo": bundle.demo}
     if bundle.demo:
         metrics["banner"] = bundle.info.banner
@@ -294,7 +278,7 @@ def calibrate_command(
         result = _embed(bundle, data, batch_size)
         temperature, before, after = head.calibrate(result.embeddings, result.labels)
     except HeadError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     head.save(out)
     Console().print(f"temperature {temperature:.4g} (NLL {before:.3f} → {after:.3f}) → {out}")
 

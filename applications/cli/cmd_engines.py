@@ -7,54 +7,37 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
-
-MODEL_OPT = typer.Option(None, "-m", "--model", help="BiomedCLIP weights (file or folder); else HOLOSCAN_MODEL_PATH, the HF cache, or the demo model.")
-CONFIG_OPT = typer.Option("biomedclip", "--config", help="Model architecture config: biomedclip | biomedclip-tiny | path.")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
-    raise typer.Exit(code)
+from . import options
+from .options import ENGINE_DEVICE_OPT, LEGACY_MODEL_CONFIG_OPT, MODEL_CONFIG_OPT, MODEL_OPT, console, demo_banner, fail
 
 
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False)
 
 
-def _bundle(model: Optional[str], config: str, progress: Progress):
+def _bundle(model: Optional[str], model_config: str, legacy_config: Optional[str], progress: Progress):
     from burnscope.engines.model import load_biomedclip
-    from burnscope.operators.messages import DEMO_BANNER
 
+    model_config = options.model_config(model_config, legacy_config)
     task = progress.add_task("Loading BiomedCLIP", total=None)
     try:
-        bundle = load_biomedclip(model, config=config)
+        bundle = load_biomedclip(model, config=model_config)
     except (FileNotFoundError, ValueError) as exc:
         progress.stop()
-        _fail(str(exc))
+        fail(str(exc))
     progress.update(task, description=f"Loaded {bundle.info.name}", completed=1, total=1)
     if bundle.info.demo:
-        progress.console.print(f"[bold black on yellow] {DEMO_BANNER} [/bold black on yellow]")
+        demo_banner(progress.console)
     return bundle
-
-
-def _batches(text: str) -> list[int]:
-    try:
-        values = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        _fail(f"--batch must be comma-separated integers, got {text!r}")
-    if not values or min(values) < 1:
-        _fail(f"--batch needs positive integers, got {text!r}")
-    return values
 
 
 def export_onnx(
     model: Optional[str] = MODEL_OPT,
-    config: str = CONFIG_OPT,
+    model_config: str = MODEL_CONFIG_OPT,
+    legacy_config: Optional[str] = LEGACY_MODEL_CONFIG_OPT,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the image tower here (default: the model cache)."),
     text: bool = typer.Option(False, "--text/--no-text", help="Also export the text tower."),
     force: bool = typer.Option(False, "--force", help="Re-export even when a checked export is cached."),
@@ -63,13 +46,13 @@ def export_onnx(
     from burnscope.engines import export
 
     with _progress() as progress:
-        bundle = _bundle(model, config, progress)
+        bundle = _bundle(model, model_config, legacy_config, progress)
         task = progress.add_task("Exporting the image tower and checking it against torch", total=None)
         try:
             path = export.export_image_tower(bundle, path=output, force=force)
         except export.ExportCheckError as exc:
             progress.stop()
-            _fail(str(exc), 1)
+            fail(str(exc), 1)
         progress.update(task, completed=1, total=1)
         paths = [path]
         if text:
@@ -87,7 +70,8 @@ def export_onnx(
 def quantize(
     calib: Optional[Path] = typer.Option(None, "--calib", help="Folder of calibration images (JPEG/PNG/DICOM); default: bundled sample photos."),
     model: Optional[str] = MODEL_OPT,
-    config: str = CONFIG_OPT,
+    model_config: str = MODEL_CONFIG_OPT,
+    legacy_config: Optional[str] = LEGACY_MODEL_CONFIG_OPT,
     recipe: str = typer.Option("", "--recipe", help="Which nodes to quantize (see docs/engines.md); default: the measured best."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic INT8 (no calibration; CPU only) instead of static Q/DQ."),
     limit: int = typer.Option(64, "--limit", help="At most this many calibration images (each adds 2 augmented views)."),
@@ -97,12 +81,12 @@ def quantize(
     from burnscope.engines import export, quantize as q
 
     if calib is not None and not calib.exists():
-        _fail(f"calibration folder not found: {calib}")
+        fail(f"calibration folder not found: {calib}")
     recipe = recipe or q.DEFAULT_RECIPE
     if recipe not in q.RECIPES:
-        _fail(f"unknown recipe {recipe!r}; known: {', '.join(q.RECIPES)}")
+        fail(f"unknown recipe {recipe!r}; known: {', '.join(q.RECIPES)}")
     with _progress() as progress:
-        bundle = _bundle(model, config, progress)
+        bundle = _bundle(model, model_config, legacy_config, progress)
         task = progress.add_task("Exporting the fp32 image tower", total=None)
         fp32 = export.export_image_tower(bundle)
         progress.update(task, completed=1, total=1)
@@ -116,7 +100,7 @@ def quantize(
                 images = q.calibration_images(bundle, calib, limit)
             except q.QuantizationError as exc:
                 progress.stop()
-                _fail(str(exc))
+                fail(str(exc))
             progress.update(task, description=f"Calibrating ({recipe}) on {len(images)} views and writing Q/DQ ONNX")
             path = q.quantize_static_image_tower(bundle, recipe=recipe, images=images, path=output)
         progress.update(task, completed=1, total=1)
@@ -134,26 +118,27 @@ def quantize(
 def build_engine(
     backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | torch | tensorrt"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16 | int8 | int8-dynamic | fp8"),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    device: str = ENGINE_DEVICE_OPT,
     batch: str = typer.Option("1,8", "--batch", help="Batch sizes (TensorRT profiles, CUDA graphs)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration folder for int8."),
     onnx_path: Optional[Path] = typer.Option(None, "--onnx", help="Build from this ONNX file (e.g. an FP8 Q/DQ model)."),
     model: Optional[str] = MODEL_OPT,
-    config: str = CONFIG_OPT,
+    model_config: str = MODEL_CONFIG_OPT,
+    legacy_config: Optional[str] = LEGACY_MODEL_CONFIG_OPT,
 ) -> None:
     """Build (or load from the cache) an engine, warm it up, and describe it."""
     from burnscope.engines.base import EngineError, create_engine
 
-    sizes = _batches(batch)
+    sizes = options.batch_sizes(batch)
     with _progress() as progress:
-        bundle = _bundle(model, config, progress)
+        bundle = _bundle(model, model_config, legacy_config, progress)
         task = progress.add_task(f"Building {backend} {precision} engine", total=None)
         opts = {k: v for k, v in (("calib_dir", calib), ("onnx_path", onnx_path)) if v is not None and backend != "torch"}
         try:
             engine = create_engine(bundle, backend, precision, device, batch_sizes=sizes, **opts).warmup(1)
         except (ValueError, EngineError) as exc:
             progress.stop()
-            _fail(str(exc))
+            fail(str(exc))
         progress.update(task, completed=1, total=1)
     console.print_json(json.dumps(engine.describe(), default=str))
 
@@ -161,31 +146,31 @@ def build_engine(
 def bench_engines(
     backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated: torch,onnxruntime,tensorrt (default: all available)."),
     batch: str = typer.Option("1,8", "--batch", help="Batch sizes, e.g. 1,8,32."),
-    images: Optional[List[Path]] = typer.Option(None, "--images", help="Image folder(s) for fidelity (default: scikit-image samples + sample_data/)."),
+    images: Optional[List[Path]] = typer.Option(None, "--images", help="Image folder(s) for fidelity (default: the sample photographs installed with burnscope)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the rows (and run facts) to this JSON file."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as Markdown here."),
     precisions: Optional[str] = typer.Option(None, "--precisions", help="Only these precisions (comma-separated)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    device: str = ENGINE_DEVICE_OPT,
     repeat: int = typer.Option(20, "--repeat", help="Timed runs per batch size."),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration folder for static INT8 (default: scikit-image samples + sample_data/, i.e. the default fidelity images)."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration folder for static INT8 (default: the installed sample photographs, i.e. the default fidelity images)."),
     model: Optional[str] = MODEL_OPT,
-    config: str = CONFIG_OPT,
+    model_config: str = MODEL_CONFIG_OPT,
+    legacy_config: Optional[str] = LEGACY_MODEL_CONFIG_OPT,
 ) -> None:
     """Latency, throughput, memory and fidelity vs fp32 torch for each backend × precision × batch."""
-    from burnscope.engines import bench
+    from burnscope.benchmarks import engines as bench
     from burnscope.engines.base import BACKENDS
-    from burnscope.operators.messages import DEMO_BANNER
 
     chosen = [b.strip() for b in backends.split(",")] if backends else None
     for name in chosen or []:
         if name not in BACKENDS:
-            _fail(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+            fail(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
     for folder in images or []:
         if not folder.exists():
-            _fail(f"image folder not found: {folder}")
-    sizes = _batches(batch)
+            fail(f"image folder not found: {folder}")
+    sizes = options.batch_sizes(batch)
     with _progress() as progress:
-        bundle = _bundle(model, config, progress)
+        bundle = _bundle(model, model_config, legacy_config, progress)
         task = progress.add_task("Benchmark", total=None)
         result = bench.run_bench(
             bundle=bundle, backends=chosen, batches=sizes, images=images or None, device=device, repeat=repeat,
@@ -195,7 +180,7 @@ def bench_engines(
         progress.update(task, description="Benchmark done", completed=1, total=1)
     rows = result["rows"]
     if not rows:
-        _fail("no engine could be measured on this machine")
+        fail("no engine could be measured on this machine")
     ratio = bench.speedups(rows)
     table = Table(title=f"BiomedCLIP image tower · {result['meta']['images']} images · fidelity vs torch fp32")
     for column in ("backend", "precision", "device", "batch", "p50 ms", "p95 ms", "img/s", "× torch", "peak MB", "cos min", "cos mean", "top-1 agree"):
@@ -207,7 +192,7 @@ def bench_engines(
                       f"{r['cosine_min']:.4f}", f"{r['cosine_mean']:.4f}", f"{r['top1_agreement']:.3f}")
     console.print(table)
     if bundle.info.demo:
-        console.print(f"[bold black on yellow] {DEMO_BANNER} [/bold black on yellow] fidelity is measured on random weights")
+        demo_banner(console, " fidelity is measured on random weights")
     if json_path:
         bench.write_json(result, json_path)
         console.print(f"rows written to {json_path}", highlight=False)

@@ -1,9 +1,9 @@
 """Engine benchmark: latency, throughput, memory and fidelity of every backend × precision × batch.
 
-:func:`run_bench` is what ``burnscope bench engines`` and ``applications/gpu_bench.py`` call.
+:func:`run_bench` is what ``burnscope bench engines`` and :mod:`burnscope.benchmarks.gpu` call.
 Fidelity is measured against fp32 torch on real images: cosine of the embeddings (min, mean) and
-agreement of the zero-shot burn class (the prompt ensemble of the burn-severity head when that
-module is importable, else :data:`FALLBACK_PROMPTS`).
+agreement of the zero-shot burn class under the burn-severity head's prompt ensemble
+(``common/burn_depth_prompts.yaml``).
 """
 
 from __future__ import annotations
@@ -27,15 +27,6 @@ log = logging.getLogger(__name__)
 ROW_KEYS = ("backend", "precision", "device", "batch", "p50_ms", "p95_ms", "images_per_s", "peak_mem_mb",
             "cosine_min", "cosine_mean", "top1_agreement")
 
-#: Used when the burn-severity prompt ensemble is not importable.
-FALLBACK_PROMPTS = {
-    "superficial": ["a photo of a superficial first degree burn with red dry skin"],
-    "superficial_partial_thickness": ["a photo of a superficial partial thickness burn with blisters"],
-    "deep_partial_thickness": ["a photo of a deep partial thickness burn, mottled red and white"],
-    "full_thickness": ["a photo of a full thickness burn, leathery white or charred"],
-    "not_burn": ["a photo of healthy skin without a burn"],
-}
-
 
 @dataclass(frozen=True)
 class Case:
@@ -56,7 +47,7 @@ def available_cases(backends: Sequence[str] | None = None, device: str = "auto",
     """Backend × precision combinations that can run on this machine (CPU: torch fp32, ORT fp32/int8)."""
     import onnxruntime
 
-    from burnscope.operators.gpu import torch_cuda_usable
+    from burnscope.common.gpu import torch_cuda_usable
 
     cuda = device in ("auto", "cuda") and torch_cuda_usable()
     cases: list[Case] = []
@@ -96,18 +87,13 @@ def cpu_has_bf16() -> bool:
 
 
 def class_embeddings(bundle) -> tuple[np.ndarray, list[str], str]:
-    """(class text embeddings C×D, class names, prompt source) for the zero-shot agreement column."""
-    try:
-        from burnscope.operators.burn_severity.core import class_text_embeddings, load_prompts
+    """(class text embeddings C×D, class names, prompt source) for the zero-shot agreement column:
+    the burn-severity head's prompt ensemble, as the pipeline classifies."""
+    from burnscope.operators.burn_severity.core import class_text_embeddings, load_prompts
 
-        prompts = load_prompts()
-        embeddings = class_text_embeddings(bundle, prompts)[0]
-        return np.asarray(embeddings, np.float32), list(prompts), "operators/burn_severity/prompts.yaml"
-    except Exception as exc:  # the head is optional for the benchmark
-        log.info("burn-severity prompts unavailable (%s); using the fixed fallback prompts", exc)
-    names = list(FALLBACK_PROMPTS)
-    embeddings = [l2_normalize(bundle.encode_text(FALLBACK_PROMPTS[c]).mean(0, keepdims=True))[0] for c in names]
-    return np.stack(embeddings), names, "fallback prompts"
+    prompts = load_prompts()
+    embeddings = class_text_embeddings(bundle, prompts)[0]
+    return np.asarray(embeddings, np.float32), list(prompts), "common/burn_depth_prompts.yaml"
 
 
 def fidelity(reference: np.ndarray, candidate: np.ndarray, classes: np.ndarray) -> dict[str, float]:

@@ -1,14 +1,17 @@
 """Decode benchmark: images/s of the DICOM loader, serial vs a thread pool.
 
-    python -m burnscope.applications.bench_decode [--workers 1 2 4] [--repeat 5] [--json FILE]
+    python -m burnscope.benchmarks.decode [--workers 1 2 4] [--repeat 5] [--json FILE]
         [--copies 8] [PATH ...]
 
-Default inputs: ``sample_data/``, pydicom's bundled test files (those that decode), and
-phone-like photographs generated on the fly (``--photos N`` of ``--photo-size``, wrapped as VL
-Photographic DICOM both as JPEG baseline and uncompressed). Each
-input set is loaded ``repeat`` times per worker count (after one warm-up pass that also fills
-the OS page cache); the best and median wall time are reported. ``--copies`` repeats the file
-list so that a pool has enough work to spread.
+Default inputs, all present in an installed wheel: the sample photographs shipped with
+:mod:`burnscope.engines.calibration` wrapped as VL Photographic DICOM (JPEG baseline, 256–385 px),
+pydicom's bundled test files (those that decode), and phone-like photographs generated on the
+fly (``--photos N`` of ``--photo-size``, wrapped both as JPEG baseline and uncompressed). Each
+``PATH`` given (a DICOM folder or file, e.g. a checkout's ``sample_data``) adds a set of that
+name. Each input set is loaded ``repeat`` times per worker count (after one warm-up pass that
+also fills the OS page cache); the best and median wall time are reported. ``--copies``
+repeats the file list (of every set but the generated photographs) so that a pool has enough
+work to spread.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import pydicom
 
 from burnscope.operators.dicom_loader.core import DicomLoader
 
-REPO = Path(__file__).resolve().parents[1]
+#: Sets decoded on the GPU with ``--nvimgcodec`` (JPEG baseline), besides every ``PATH`` given.
+NVIMGCODEC_SETS = ("sample_photos", "photos_jpeg")
 
 
 def _decodable(files: list[Path]) -> list[Path]:
@@ -35,11 +39,18 @@ def _decodable(files: list[Path]) -> list[Path]:
     return [f for f in files if loader.load_file_result(f).error is None]
 
 
-def default_sets() -> dict[str, list[Path]]:
-    sample = DicomLoader().scan(REPO / "sample_data")
+def default_sets(folder: Path) -> dict[str, list[Path]]:
+    """The shipped sample photographs wrapped as DICOM into ``folder``, and pydicom's test files."""
+    from burnscope.engines.calibration import image_files, sample_photo_dirs
+    from burnscope.operators.dicom_loader.photo import wrap_photo
+
+    photos = []
+    for photo in image_files(sample_photo_dirs()):
+        photos.append(folder / f"sample-{photo.stem}.dcm")
+        wrap_photo(photo, photos[-1])
     bundled_dir = Path(pydicom.__file__).parent / "data" / "test_files"
     bundled = [p for p in sorted(bundled_dir.iterdir()) if p.is_file()]
-    return {"sample_data": _decodable(sample), "pydicom_bundled": _decodable(bundled)}
+    return {"sample_photos": _decodable(photos), "pydicom_bundled": _decodable(bundled)}
 
 
 def photo_sets(folder: Path, count: int, size: tuple[int, int]) -> dict[str, list[Path]]:
@@ -148,7 +159,7 @@ def bench_nvimgcodec(files: list[Path], repeat: int, copies: int) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="*", type=Path, help="extra inputs (files or folders)")
+    parser.add_argument("paths", nargs="*", type=Path, help="extra inputs (DICOM files or folders), one set each")
     parser.add_argument("--workers", nargs="+", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--copies", type=int, default=4)
@@ -160,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cpus = os.cpu_count() or 1
     workers = args.workers or sorted({1, 2, min(4, cpus), cpus})
-    sets = default_sets()
+    tmp = tempfile.TemporaryDirectory(prefix="burnscope-bench-decode-")
+    sets = default_sets(Path(tmp.name))
     for p in args.paths:
         sets[str(p)] = _decodable(DicomLoader().scan(p))
-    tmp = tempfile.TemporaryDirectory(prefix="burnscope-bench-decode-")
     if args.photos:
         sets.update(photo_sets(Path(tmp.name), args.photos, tuple(args.photo_size)))
     results: dict[str, Any] = {
@@ -192,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"({row['ms_per_image_median']:.3f} ms/image, ×{row['speedup_vs_serial']})")
     if args.nvimgcodec:
         results["nvimgcodec"] = {}
-        for name in ("sample_data", "photos_jpeg"):
+        for name in [*NVIMGCODEC_SETS, *map(str, args.paths)]:
             if name in sets:
-                row = bench_nvimgcodec(sets[name], args.repeat, copies=64 if name == "sample_data" else 8)
+                row = bench_nvimgcodec(sets[name], args.repeat, copies=8 if name == "photos_jpeg" else 64)
                 results["nvimgcodec"][name] = row
                 print(f"nvImageCodec {name}: {row}")
     if args.json:

@@ -1,0 +1,24 @@
+"""burnscope's benchmarks, one module per benchmark (HoloHub style).
+
+Each prints a table and returns (and can write) JSON; none is a timed test. Results live under
+``docs/benchmarks/`` with the command that produced them and the machine.
+
+=================  ==============================================  =======================================
+module             measures                                        run it with
+=================  ==============================================  =======================================
+``engines``        image tower per backend × precision × batch:    ``burnscope bench engines``
+                   latency, images/s, memory, fidelity vs fp32
+``burn_triage``    the burn-triage graph headless vs the same      ``burnscope bench burn-triage -i DIR``
+                   cores called directly: latency, images/s, RSS
+``decode``         DICOM loader images/s: serial, threads,         ``python -m burnscope.benchmarks.decode``
+                   processes, nvImageCodec
+``preprocess``     BiomedCLIP transform: NumPy, CuPy, open_clip    ``python -m burnscope.benchmarks.preprocess``
+``gpu``            engines + preprocessing on a GPU, with the      ``python -m burnscope.benchmarks.gpu``
+                   H100 targets
+``gpu_suite.sh``   install, GPU tests and every GPU benchmark      ``bash benchmarks/gpu_suite.sh OUT`` (checkout)
+=================  ==============================================  =======================================
+
+Every input is an argument. Defaults are things an installed wheel has (the sample
+photographs shipped with :mod:`burnscope.engines.calibration`, pydicom's bundled test files,
+images generated on the fly), never files of a source checkout.
+"""
