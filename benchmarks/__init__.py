@@ -19,6 +19,6 @@ module             measures                                        run it with
 =================  ==============================================  =======================================
 
 Every input is an argument. Defaults are things an installed wheel has (the sample
-photographs shipped with :mod:`burnscope.engines.calibration`, pydicom's bundled test files,
+photographs shipped with :mod:`burnscope.operators.preprocess.calibration`, pydicom's bundled test files,
 images generated on the fly), never files of a source checkout.
 """

@@ -4,7 +4,7 @@
         [--copies 8] [PATH ...]
 
 Default inputs, all present in an installed wheel: the sample photographs shipped with
-:mod:`burnscope.engines.calibration` wrapped as VL Photographic DICOM (JPEG baseline, 256–385 px),
+:mod:`burnscope.operators.preprocess.calibration` wrapped as VL Photographic DICOM (JPEG baseline, 256–385 px),
 pydicom's bundled test files (those that decode), and phone-like photographs generated on the
 fly (``--photos N`` of ``--photo-size``, wrapped both as JPEG baseline and uncompressed). Each
 ``PATH`` given (a DICOM folder or file, e.g. a checkout's ``sample_data``) adds a set of that
@@ -41,7 +41,7 @@ def _decodable(files: list[Path]) -> list[Path]:
 
 def default_sets(folder: Path) -> dict[str, list[Path]]:
     """The shipped sample photographs wrapped as DICOM into ``folder``, and pydicom's test files."""
-    from burnscope.engines.calibration import image_files, sample_photo_dirs
+    from burnscope.operators.preprocess.calibration import image_files, sample_photo_dirs
     from burnscope.operators.dicom_loader.photo import wrap_photo
 
     photos = []

@@ -189,8 +189,8 @@ def run_bench(
     """
     import torch
 
-    from burnscope.engines import calibration
     from burnscope.engines.model import load_biomedclip
+    from burnscope.operators.preprocess import calibration
 
     say = progress or (lambda message: log.info("%s", message))
     bundle = bundle or load_biomedclip(model, config=config)
@@ -211,8 +211,9 @@ def run_bench(
         cuda = case.device == "cuda"
         try:
             with PeakMemory(cuda=cuda) as memory:
+                calibrate = {"calibration": calibration.calibration_for(bundle.config, calib_dir)}
                 engine = create_engine(bundle, case.backend, case.precision, case.device, batch_sizes=batches,
-                                       **({"calib_dir": calib_dir} if case.backend == "onnxruntime" and calib_dir else {}), **case.opts)
+                                       **(calibrate if case.backend in ("onnxruntime", "tensorrt") else {}), **case.opts)
                 engine.warmup(1)
                 say(f"{case.label}: fidelity on {len(pixels)} images")
                 quality = fidelity(reference, embed_all(engine, pixels, max(batches)), classes)

@@ -2,7 +2,7 @@
 
 Measures images/s of BiomedCLIP's transform (shortest side 224, centre crop, normalise) at
 several batch sizes, on photographs (``--images DIR``; default: the small sample photographs
-shipped with :mod:`burnscope.engines.calibration`, 256–385 px) and on random-size synthetic
+shipped with :mod:`burnscope.operators.preprocess.calibration`, 256–385 px) and on random-size synthetic
 images (160–1200 px per side), and checks that the CuPy result equals the NumPy one. Usage::
 
     python -m burnscope.benchmarks.preprocess --batch 1,64,256 [--images DIR] --json out.json
@@ -41,7 +41,7 @@ SOURCES = ("photos", "synthetic")
 
 def photo_images(folders: Sequence[str | os.PathLike] | None = None) -> list[np.ndarray]:
     """RGB photographs of ``folders`` (JPEG/PNG/DICOM; default: the shipped sample photographs)."""
-    from burnscope.engines.calibration import iter_rgb, sample_photo_dirs
+    from burnscope.operators.preprocess.calibration import iter_rgb, sample_photo_dirs
 
     folders = list(folders or sample_photo_dirs())
     photos = [rgb for _, rgb in iter_rgb(folders)]

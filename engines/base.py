@@ -170,7 +170,8 @@ def create_engine(
 ) -> Engine:
     """Build (or load from cache) an engine for ``bundle`` (a :class:`~burnscope.engines.model.ModelBundle`).
 
-    ``opts`` go to the backend: onnxruntime ``onnx_path``, ``intra_op_threads``, ``calib_dir``;
+    ``opts`` go to the backend: onnxruntime ``onnx_path``, ``intra_op_threads``, ``calibration``
+    (static INT8: preprocessed images or a callable giving them, see ``quantize.Calibration``);
     torch ``cuda_graphs``, ``compile``; tensorrt ``onnx_path``, ``high_priority``, ``workspace_gb``.
     """
     if backend not in BACKENDS:

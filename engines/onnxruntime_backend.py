@@ -33,7 +33,7 @@ class OnnxRuntimeEngine(Engine):
         batch_sizes: Sequence[int] = (1, 8),
         onnx_path: str | Path | None = None,
         intra_op_threads: int | None = None,
-        calib_dir: str | Path | None = None,
+        calibration: Any = None,  # static INT8: see burnscope.engines.quantize.Calibration
         recipe: str | None = None,
         **unused: Any,
     ):
@@ -46,7 +46,7 @@ class OnnxRuntimeEngine(Engine):
             raise EngineError(f"onnxruntime backend: precision {precision!r} is not supported (use fp32, int8, int8-dynamic)")
         if precision == "fp16" and (device != "cuda" or onnx_path is None):
             raise EngineError("onnxruntime backend: fp16 needs the CUDA provider and an fp16 ONNX file (onnx_path)")
-        self.onnx_path = Path(onnx_path) if onnx_path else self._model_file(calib_dir, recipe)
+        self.onnx_path = Path(onnx_path) if onnx_path else self._model_file(calibration, recipe)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = int(intra_op_threads or cpu_cores())
@@ -64,7 +64,7 @@ class OnnxRuntimeEngine(Engine):
         self._output = self.session.get_outputs()[0]
         self._input_dtype = np.float16 if "float16" in self._input.type else np.float32
 
-    def _model_file(self, calib_dir, recipe) -> Path:
+    def _model_file(self, calibration, recipe) -> Path:
         from burnscope.engines import export
 
         if self.precision in ("fp32", "fp16"):
@@ -73,7 +73,7 @@ class OnnxRuntimeEngine(Engine):
 
         if self.precision == "int8-dynamic":
             return quantize.quantize_dynamic_image_tower(self.bundle)
-        return quantize.quantize_static_image_tower(self.bundle, calib_dir=calib_dir, recipe=recipe or quantize.DEFAULT_RECIPE)
+        return quantize.quantize_static_image_tower(self.bundle, calibration, recipe=recipe or quantize.DEFAULT_RECIPE)
 
     def _infer(self, batch: Any) -> np.ndarray:
         if is_device_array(batch):

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
@@ -154,19 +154,25 @@ class ImageCalibrationReader:
         return -(-len(self.images) // self.batch)
 
 
-def calibration_images(bundle, calib_dir: str | os.PathLike | Iterable | None = None, limit: int = 64) -> np.ndarray:
-    """Preprocessed calibration images from ``calib_dir`` (default: the offline sample photos)."""
-    from burnscope.engines.calibration import load_batch, sample_photo_dirs
+#: Calibration input of static INT8: preprocessed N×3×S×S float32 images, or a zero-argument
+#: callable returning them (burnscope.operators.preprocess.calibration makes both from folders).
+Calibration = Union[np.ndarray, Callable[[], np.ndarray]]
 
-    if calib_dir is None:
-        folders = sample_photo_dirs()
-    elif isinstance(calib_dir, (str, os.PathLike)):
-        folders = [calib_dir]
-    else:
-        folders = list(calib_dir)
-    _, images = load_batch(folders, bundle.config, limit=limit, augment=True)
-    if len(images) == 0:
-        raise QuantizationError(f"no decodable calibration images in {', '.join(map(str, folders))}")
+
+def calibration_images(calibration: Calibration | None) -> np.ndarray:
+    """The calibration batch as an array; a QuantizationError when there is none."""
+    if calibration is None:
+        raise QuantizationError(
+            "static INT8 needs calibration images: pass calibration= (for example "
+            "burnscope.operators.preprocess.calibration.calibration_for(bundle.config, FOLDER))"
+        )
+    try:
+        images = calibration() if callable(calibration) else calibration
+    except ValueError as exc:  # no decodable image in the folders
+        raise QuantizationError(str(exc)) from None
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or len(images) == 0:
+        raise QuantizationError(f"no decodable calibration images (got an array of shape {images.shape})")
     return images
 
 
@@ -224,11 +230,9 @@ def _finish(tmp_out: Path, path: Path, key: dict[str, Any], extra: dict[str, Any
 
 def quantize_static_image_tower(
     bundle,
-    calib_dir: str | os.PathLike | Iterable | None = None,
+    calibration: Calibration | None = None,
     recipe: str | Recipe = DEFAULT_RECIPE,
     path: str | os.PathLike | None = None,
-    calib_limit: int = 64,
-    images: np.ndarray | None = None,
     force: bool = False,
 ) -> Path:
     """A static Q/DQ INT8 image tower (cached per fingerprint + recipe + calibration set)."""
@@ -236,8 +240,7 @@ def quantize_static_image_tower(
 
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     fp32 = export.export_image_tower(bundle)
-    if images is None:
-        images = calibration_images(bundle, calib_dir, calib_limit)
+    images = calibration_images(calibration)
     calib_hash = _array_digest(images)
     key = {"fingerprint": bundle.fingerprint, "recipe": recipe.name, "calibration": calib_hash, "kind": "static-qdq"}
     path = Path(path) if path else export.onnx_path(bundle, "image", f"int8-{recipe.name}-{calib_hash}")
@@ -351,7 +354,7 @@ def evaluate_recipes(
     reference = run_onnx(export.export_image_tower(bundle), images)
     rows = []
     for name in recipes:
-        path = quantize_static_image_tower(bundle, recipe=name, images=calib_images if calib_images is not None else images)
+        path = quantize_static_image_tower(bundle, calib_images if calib_images is not None else images, recipe=name)
         rows.append({"recipe": name, "kind": "static-qdq", **fidelity(reference, run_onnx(path, images), class_embeddings)})
     path = quantize_dynamic_image_tower(bundle)
     rows.append({"recipe": "dynamic", "kind": "dynamic", **fidelity(reference, run_onnx(path, images), class_embeddings)})

@@ -138,7 +138,7 @@ def builder_flags(precision: str) -> tuple[str, ...]:
     return PRECISION_FLAGS[precision]
 
 
-def onnx_for_precision(bundle, precision: str, onnx_path: str | os.PathLike | None = None, calib_dir=None) -> Path:
+def onnx_for_precision(bundle, precision: str, onnx_path: str | os.PathLike | None = None, calibration=None) -> Path:
     """The ONNX file an engine of ``precision`` is built from (Q/DQ for INT8; FP8 must be given)."""
     from burnscope.engines import export
 
@@ -149,7 +149,7 @@ def onnx_for_precision(bundle, precision: str, onnx_path: str | os.PathLike | No
     if precision == "int8":
         from burnscope.engines import quantize
 
-        return quantize.quantize_static_image_tower(bundle, calib_dir=calib_dir)
+        return quantize.quantize_static_image_tower(bundle, calibration)
     raise EngineError("tensorrt backend: fp8 needs an FP8 Q/DQ ONNX file (onnx_path=...), e.g. from NVIDIA ModelOpt")
 
 
@@ -232,7 +232,7 @@ class TensorRTEngine(Engine):
         device: str = "cuda",
         batch_sizes: Sequence[int] = (1, 8),
         onnx_path: str | os.PathLike | None = None,
-        calib_dir: str | os.PathLike | None = None,
+        calibration: Any = None,
         high_priority: bool = False,
         workspace_gb: float = 4.0,
         **unused: Any,
@@ -244,7 +244,7 @@ class TensorRTEngine(Engine):
         builder_flags(precision)
         if device != "cuda" or not torch.cuda.is_available():
             raise EngineError("tensorrt backend needs a CUDA GPU")
-        self.onnx_path = onnx_for_precision(bundle, precision, onnx_path, calib_dir)
+        self.onnx_path = onnx_for_precision(bundle, precision, onnx_path, calibration)
         data, self.engine_path, self.built = load_or_build(bundle, self.onnx_path, precision, self.batch_sizes,
                                                            self.image_size, workspace_gb)
         self._logger = trt.Logger(trt.Logger.WARNING)

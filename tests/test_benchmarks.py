@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from burnscope.benchmarks import decode, preprocess
-from burnscope.engines import calibration
+from burnscope.operators.preprocess import calibration
 
 
 def test_shipped_sample_photographs_are_the_default_inputs():

@@ -55,10 +55,10 @@ def test_wheel_installs_only_the_burnscope_namespace(wheel):
         "burnscope/applications/cli/__init__.py",
         "burnscope/applications/cli/__main__.py",
         "burnscope/benchmarks/engines.py",
-        "burnscope/engines/sample_images/README.md",
+        "burnscope/operators/preprocess/sample_images/README.md",
     ):
         assert needed in names
-    assert len([n for n in names if n.startswith("burnscope/engines/sample_images/") and n.endswith(".jpg")]) == 12
+    assert len([n for n in names if n.startswith("burnscope/operators/preprocess/sample_images/") and n.endswith(".jpg")]) == 12
 
 
 def test_console_script_is_declared(wheel):
@@ -105,7 +105,7 @@ def test_installed_wheel_benchmarks_engines_from_an_empty_folder(installed, tmp_
     assert "DEMO MODEL (random weights)" in done.stdout
     result = json.loads((work / "bench.json").read_text())
     assert result["meta"]["images"] == 12 and result["meta"]["demo"]
-    assert result["meta"]["image_sources"] == [str(site / "burnscope" / "engines" / "sample_images")]
+    assert result["meta"]["image_sources"] == [str(site / "burnscope" / "operators" / "preprocess" / "sample_images")]
     measured = {(r["backend"], r["precision"]) for r in result["rows"]}
     # static int8 is calibrated on the same shipped photographs
     assert {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")} <= measured

@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
-from burnscope.engines import calibration, export, quantize  # noqa: E402
+from burnscope.engines import export, quantize
+from burnscope.operators.preprocess import calibration  # noqa: E402
 from burnscope.engines.base import create_engine  # noqa: E402
 from burnscope.engines.model import load_biomedclip  # noqa: E402
 
@@ -37,7 +38,7 @@ def photos(bundle):
 
 def test_static_qdq_model_is_valid_and_faithful(bundle, photos):
     calib = photos[:6]
-    path = quantize.quantize_static_image_tower(bundle, images=calib)
+    path = quantize.quantize_static_image_tower(bundle, calib)
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     counts = quantize.qdq_counts(path)
@@ -59,7 +60,7 @@ def test_static_qdq_model_is_valid_and_faithful(bundle, photos):
     assert result["cosine_mean"] >= STATIC_MIN_COSINE, result
     # cached: the same calibration set gives the same file without re-quantizing
     mtime = path.stat().st_mtime_ns
-    assert quantize.quantize_static_image_tower(bundle, images=calib) == path and path.stat().st_mtime_ns == mtime
+    assert quantize.quantize_static_image_tower(bundle, calib) == path and path.stat().st_mtime_ns == mtime
 
 
 def test_default_recipe_keeps_sensitive_nodes_in_float(bundle, photos):
@@ -88,4 +89,6 @@ def test_calibration_reader_and_errors(bundle, tmp_path):
     assert reader.get_next()["images"].shape[0] == 2
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(quantize.QuantizationError, match="no decodable calibration images"):
-        quantize.calibration_images(bundle, tmp_path)
+        quantize.calibration_images(calibration.calibration_for(bundle.config, tmp_path))
+    with pytest.raises(quantize.QuantizationError, match="needs calibration images"):
+        quantize.calibration_images(None)

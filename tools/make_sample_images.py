@@ -1,6 +1,6 @@
-"""Write the sample photographs shipped in ``engines/sample_images/`` (run from a checkout).
+"""Write the sample photographs shipped in ``operators/preprocess/sample_images/`` (run from a checkout).
 
-    python tools/make_sample_images.py [--out engines/sample_images]
+    python tools/make_sample_images.py [--out operators/preprocess/sample_images]
 
 Sources: scikit-image's bundled photographs (public domain or CC0, see the README written beside
 them) and two of the synthetic burn fields of ``sample_data/``. Each is scaled so that its short
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from burnscope.operators.dicom_loader.files import read_rgb_frames
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "engines" / "sample_images")
+    parser.add_argument("--out", type=Path, default=ROOT / "operators" / "preprocess" / "sample_images")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -63,6 +63,7 @@ def build_components(settings: dict[str, Any], model: str | None = None) -> Tria
     from burnscope.engines.base import create_engine
     from burnscope.engines.model import load_biomedclip
     from burnscope.operators.burn_severity.core import load_head
+    from burnscope.operators.preprocess.calibration import calibration_for
     from burnscope.operators.preprocess.core import Preprocessor
 
     from .settings import resolve_engine_choice
@@ -76,6 +77,8 @@ def build_components(settings: dict[str, Any], model: str | None = None) -> Tria
         precision=precision,
         device=inference["device"],
         batch_sizes=sorted({1, int(settings["source"]["batch_size"])}),
+        # static INT8: calibrated on the installed sample photographs when no model is cached yet
+        **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
     )
     engine.warmup()
     preprocessor = Preprocessor.from_config(

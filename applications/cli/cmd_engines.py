@@ -79,6 +79,7 @@ def quantize(
 ) -> None:
     """INT8 post-training quantization of the image tower (Q/DQ ONNX for ONNX Runtime and TensorRT)."""
     from burnscope.engines import export, quantize as q
+    from burnscope.operators.preprocess.calibration import calibration_images
 
     if calib is not None and not calib.exists():
         fail(f"calibration folder not found: {calib}")
@@ -97,15 +98,15 @@ def quantize(
         else:
             task = progress.add_task("Reading calibration images", total=None)
             try:
-                images = q.calibration_images(bundle, calib, limit)
-            except q.QuantizationError as exc:
+                images = calibration_images(bundle.config, calib, limit)
+            except ValueError as exc:
                 progress.stop()
                 fail(str(exc))
             progress.update(task, description=f"Calibrating ({recipe}) on {len(images)} views and writing Q/DQ ONNX")
-            path = q.quantize_static_image_tower(bundle, recipe=recipe, images=images, path=output)
+            path = q.quantize_static_image_tower(bundle, images, recipe=recipe, path=output)
         progress.update(task, completed=1, total=1)
         task = progress.add_task("Measuring fidelity vs fp32", total=None)
-        check = images[: min(len(images), 24)] if images is not None else q.calibration_images(bundle, calib, 8)
+        check = images[: min(len(images), 24)] if images is not None else calibration_images(bundle.config, calib, 8)
         result = q.fidelity(q.run_onnx(fp32, check), q.run_onnx(path, check))
         progress.update(task, completed=1, total=1)
     counts = q.qdq_counts(path)
@@ -128,12 +129,15 @@ def build_engine(
 ) -> None:
     """Build (or load from the cache) an engine, warm it up, and describe it."""
     from burnscope.engines.base import EngineError, create_engine
+    from burnscope.operators.preprocess.calibration import calibration_for
 
     sizes = options.batch_sizes(batch)
     with _progress() as progress:
         bundle = _bundle(model, model_config, legacy_config, progress)
         task = progress.add_task(f"Building {backend} {precision} engine", total=None)
-        opts = {k: v for k, v in (("calib_dir", calib), ("onnx_path", onnx_path)) if v is not None and backend != "torch"}
+        opts = {"calibration": calibration_for(bundle.config, calib)} if backend != "torch" else {}
+        if onnx_path is not None and backend != "torch":
+            opts["onnx_path"] = onnx_path
         try:
             engine = create_engine(bundle, backend, precision, device, batch_sizes=sizes, **opts).warmup(1)
         except (ValueError, EngineError) as exc:

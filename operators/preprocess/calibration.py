@@ -1,4 +1,8 @@
-"""Images for calibration and fidelity checks: read a folder, preprocess like BiomedCLIP.
+"""Images for INT8 calibration and fidelity checks: read a folder, preprocess like BiomedCLIP.
+
+The engines take calibration as preprocessed arrays (``calibration=`` of
+:func:`burnscope.engines.base.create_engine` and :mod:`burnscope.engines.quantize`); this module
+makes them from image folders, so the engines need no image reader of their own.
 
 JPEG/PNG/TIFF/BMP are decoded with PIL, DICOM with burnscope's DICOM loader (when importable),
 and everything goes through burnscope's preprocessor (or open_clip's transform when that module
@@ -93,6 +97,28 @@ def sample_photo_dirs() -> list[Path]:
     """Folders of real photographs every install has: :data:`SAMPLE_IMAGES`. The default images
     of INT8 calibration and of the benchmarks' fidelity columns."""
     return [SAMPLE_IMAGES]
+
+
+def calibration_images(
+    config: dict, folders: str | os.PathLike | Iterable[str | os.PathLike] | None = None, limit: int = 64
+) -> np.ndarray:
+    """Preprocessed calibration views (each image, mirrored and zoomed) from ``folders``
+    (default: :func:`sample_photo_dirs`); raises ValueError when no image decodes."""
+    if folders is None:
+        folders = sample_photo_dirs()
+    elif isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    folders = list(folders)
+    _, images = load_batch(folders, config, limit=limit, augment=True)
+    if len(images) == 0:
+        raise ValueError(f"no decodable calibration images in {', '.join(map(str, folders))}")
+    return images
+
+
+def calibration_for(config: dict, folders=None, limit: int = 64):
+    """A zero-argument callable giving :func:`calibration_images` when an engine first needs
+    them (an fp32 run, or a cached INT8 model, reads nothing)."""
+    return lambda: calibration_images(config, folders, limit)
 
 
 def load_batch(
