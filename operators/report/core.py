@@ -623,8 +623,8 @@ def _render_txt(
 #: FHIR renderers on import.
 RENDERERS: dict[str, Renderer] = {"json": _render_json, "txt": _render_txt}
 RENDERERS_BASIC = ("json", "txt")
-ALL_FORMATS = ("json", "txt", "sr", "pdf", "pdf_dcm", "fhir")
-_SUFFIX_ORDER = [".json", ".txt", ".pdf", ".sr.dcm", ".pdf.dcm", ".fhir.json"]
+ALL_FORMATS = ("json", "txt", "sr", "pdf", "pdf_dcm", "fhir", "sc")
+_SUFFIX_ORDER = [".json", ".txt", ".pdf", ".sr.dcm", ".pdf.dcm", ".fhir.json", ".sc.dcm"]
 
 
 def _suffix_rank(suffix: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from burnscope.operators.report import codes as bc
 from burnscope.operators.report.core import RENDERERS, ReportBundle
 
 STANDARD_FORMATS = ("sr", "pdf", "pdf_dcm", "fhir")
-ALL_FORMATS = ("json", "txt", "sr", "pdf", "pdf_dcm", "fhir")
+ALL_FORMATS = ("json", "txt", "sr", "pdf", "pdf_dcm", "fhir", "sc")
 
 
 def plan_outputs(
@@ -119,4 +119,14 @@ def _render_fhir(
     bundle.deliveries.append({"suffix": ".fhir.json", "kind": "fhir", "key": outputs["fhir"]["bundle_id"]})
 
 
-RENDERERS.update({"sr": _render_sr, "pdf": _render_pdf, "pdf_dcm": _render_pdf_dcm, "fhir": _render_fhir})
+def _render_sc(
+    decision: Decision, report: dict[str, Any], bundle: ReportBundle, state: dict[str, Any]
+) -> None:
+    from burnscope.operators.report.secondary_capture import render_sc
+
+    render_sc(decision, report, bundle, state)
+
+
+RENDERERS.update(
+    {"sr": _render_sr, "pdf": _render_pdf, "pdf_dcm": _render_pdf_dcm, "fhir": _render_fhir, "sc": _render_sc}
+)
