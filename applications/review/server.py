@@ -104,7 +104,7 @@ def create_app(
     sessions = SessionStore(
         idle_s=float(web.get("session_idle_minutes") or 30) * 60, absolute_s=float(web.get("session_max_hours") or 12) * 3600
     )
-    throttle = LoginThrottle()
+    throttle_user, throttle_ip = LoginThrottle(limit=5), LoginThrottle(limit=20)  # one name; one address
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     bearer = HTTPBearer(auto_error=False, description="An API token from --api-token-file")
 
@@ -237,14 +237,15 @@ def create_app(
         if not same_token(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
             return _login_page(request, status=403, next_path=next, error="The form expired; please sign in again.")
         client = request.client.host if request.client else "-"
-        wait = throttle.blocked(f"user:{username}", f"ip:{client}")
+        wait = max(throttle_user.blocked(username), throttle_ip.blocked(client))
         if wait > 0:
             return _login_page(request, status=429, next_path=next, error=f"Too many attempts; try again in {int(wait) + 1} s.")
         who = users.authenticate(username, password)
         if who is None:
-            throttle.failed(f"user:{username}", f"ip:{client}")
+            throttle_user.failed(username)
+            throttle_ip.failed(client)
             return _login_page(request, status=401, next_path=next, error="Unknown user name or wrong password.")
-        throttle.succeeded(f"user:{username}", f"ip:{client}")
+        throttle_user.succeeded(username)
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(SESSION_COOKIE, sessions.create(who), httponly=True, samesite="strict", secure=_secure(request), path="/")
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
