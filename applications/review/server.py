@@ -287,7 +287,9 @@ def create_app(
         from burnscope.operators.report.core import label_display
         from burnscope.operators.report.review import CLINICIAN_LABELS
 
-        case = dict(entry.report.get("case") or {})
+        latest = entry.latest_review
+        # the chart opens on the newest signed case, else on the report's own
+        case = dict((latest["report"].get("case") if latest else None) or entry.report.get("case") or {})
         return _page(
             request, "image.html", who, entry=entry, report=entry.report, review=entry.latest_review,
             probabilities=sorted((entry.report["finding"].get("probabilities") or {}).items(), key=lambda kv: -(kv[1] or 0)),
