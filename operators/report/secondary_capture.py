@@ -61,7 +61,9 @@ def _font(size: int, bold: bool = False):
         return ImageFont.load_default(size=size)
 
 
-def _as_rgb(image: Any) -> np.ndarray | None:
+def thumbnail_rgb(image: Any) -> np.ndarray | None:
+    """An image as H×W×3 uint8 (grey → 3 channels, alpha dropped, a [0, 1] float image scaled),
+    or None when it is not an image. The PDF and the capture renderers share it."""
     if image is None:
         return None
     arr = np.asarray(image)
@@ -70,7 +72,9 @@ def _as_rgb(image: Any) -> np.ndarray | None:
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
         return None
     if arr.dtype != np.uint8:
-        arr = np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 255).astype(np.uint8)
+        if np.issubdtype(arr.dtype, np.floating) and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0  # a [0, 1] float image
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr[..., :3])
 
 
@@ -148,7 +152,7 @@ def render_pixels(report: dict[str, Any], image: Any) -> np.ndarray:
         font = bold if is_bold else (small if colour == "muted" else body)
         panel += [(line, colour, font) for line in _wrap(scratch, text, font, text_width)]
 
-    rgb = _as_rgb(image)
+    rgb = thumbnail_rgb(image)
     if rgb is not None:
         h, w = rgb.shape[:2]
         scale = min(WIDTH / w, MAX_IMAGE_HEIGHT / h)
