@@ -47,6 +47,9 @@ def test_wheel_installs_only_the_burnscope_namespace(wheel):
         "burnscope/engines/configs/biomedclip.json",
         "burnscope/applications/burn_triage/config.yaml",
         "burnscope/operators/burn_severity/prompts.yaml",
+        "burnscope/applications/review/templates/image.html",
+        "burnscope/applications/review/static/bodychart.js",
+        "burnscope/applications/review/static/app.css",
     ):
         assert needed in names
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -217,7 +218,7 @@ def create_app(
 
     # -- pages: login -----------------------------------------------------------------------
     def _login_page(request: Request, *, status: int = 200, next_path: str = "/", error: str = "") -> Response:
-        token = request.cookies.get(LOGIN_CSRF_COOKIE) or __import__("secrets").token_urlsafe(32)
+        token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
         response = templates.TemplateResponse(
             request, "login.html", {"csrf": token, "next": _safe_next(next_path), "error": error, "demo": service.demo,
                                     "banner": DEMO_BANNER, "user": None},
