@@ -13,7 +13,7 @@ else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: demo test bench venv system-deps clean
+.PHONY: demo web-demo test bench venv system-deps clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,13 @@ system-deps:
 
 demo: venv
 	$(BIN)/burnscope run burn-triage -i sample_data -o out/demo
+
+# The review app on the demo reports (http://127.0.0.1:8080/); the first run asks for the
+# password of a `demo` clinician, kept (argon2 hash) in out/web-users.json.
+WEB_USERS ?= out/web-users.json
+web-demo: demo
+	@test -s $(WEB_USERS) || $(BIN)/burnscope web users add demo --role clinician --name "Clinician^Demo" --users-file $(WEB_USERS)
+	$(BIN)/burnscope web -o out/demo --users-file $(WEB_USERS)
 
 test: venv system-deps
 	$(BIN)/python -m pytest -q

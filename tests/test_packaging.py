@@ -23,12 +23,18 @@ def _declared_packages() -> set[str]:
 
 
 def test_every_package_folder_is_declared():
-    found = set()
+    found, data_only = set(), set()
     for folder, name in MAPPING.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT / folder).parts
-            found.add(".".join((name, *relative)))
-    assert found == _declared_packages()
+        root = ROOT / folder
+        for directory in [root, *(p for p in root.rglob("*") if p.is_dir() and "__pycache__" not in p.parts)]:
+            dotted = ".".join((name, *directory.relative_to(root).parts))
+            if (directory / "__init__.py").exists():
+                found.add(dotted)
+            elif not any(directory.glob("*.py")):
+                data_only.add(dotted)
+    declared = _declared_packages()
+    assert found <= declared, f"packages missing from pyproject: {sorted(found - declared)}"
+    assert declared - found <= data_only, f"declared but not folders: {sorted(declared - found - data_only)}"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +62,9 @@ def test_wheel_installs_only_the_burnscope_namespace(wheel):
         "burnscope/applications/cli/__main__.py",
         "burnscope/benchmarks/engines.py",
         "burnscope/operators/preprocess/sample_images/README.md",
+        "burnscope/applications/review/templates/image.html",
+        "burnscope/applications/review/static/bodychart.js",
+        "burnscope/applications/review/static/app.css",
     ):
         assert needed in names
     assert len([n for n in names if n.startswith("burnscope/operators/preprocess/sample_images/") and n.endswith(".jpg")]) == 12

@@ -46,8 +46,8 @@ def _read(data: bytes) -> pydicom.Dataset:
 
 def test_all_suffixes_and_deliveries(bundles):
     for b in bundles:
-        assert list(b.artefacts) == [".json", ".txt", ".pdf", ".sr.dcm", ".pdf.dcm", ".fhir.json"]
-        assert [d["suffix"] for d in b.deliveries] == [".sr.dcm", ".pdf.dcm", ".fhir.json"]
+        assert list(b.artefacts) == [".json", ".txt", ".pdf", ".sr.dcm", ".pdf.dcm", ".fhir.json", ".sc.dcm"]
+        assert [d["suffix"] for d in b.deliveries] == [".sr.dcm", ".pdf.dcm", ".fhir.json", ".sc.dcm"]
         assert b.artefacts[".pdf"].startswith(b"%PDF")
 
 
@@ -197,6 +197,7 @@ def test_folder_sink_writes_all_six_artefacts_sorted_with_the_source(bundles, tm
         "burn_0001.json",
         "burn_0001.pdf",
         "burn_0001.pdf.dcm",
+        "burn_0001.sc.dcm",
         "burn_0001.sr.dcm",
         "burn_0001.txt",
     ]

@@ -277,11 +277,11 @@ def _known_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], model: type[BaseModel] = None) -> str:
     loc = error["loc"]
     path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
     if error["type"] == "extra_forbidden":
-        known = _known_keys(TriageSettings, loc[:-1])
+        known = _known_keys(model or TriageSettings, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"; did you mean {close[0]}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
         return f"{path}: unknown key{hint}"
@@ -296,15 +296,17 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{path}: {message}{shown}"
 
 
-def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings checked against :class:`TriageSettings`, as a plain dict with every key.
+def validate_settings(settings: dict[str, Any], schema: type[TriageSettings] | None = None) -> dict[str, Any]:
+    """The settings checked against ``schema`` (:class:`TriageSettings`, or an application's
+    extension of it), as a plain dict with every key.
 
     Raises :class:`SettingsError` naming every problem, one per line.
     """
+    schema = schema or TriageSettings
     try:
-        model = TriageSettings.model_validate(settings)
+        model = schema.model_validate(settings)
     except ValidationError as exc:
-        raise SettingsError("\n".join(_describe(e) for e in exc.errors())) from None
+        raise SettingsError("\n".join(_describe(e, schema) for e in exc.errors())) from None
     checked = model.model_dump(by_alias=True)
     # a destination's unset keys fall back to its transport's defaults
     checked["delivery"]["destinations"] = [

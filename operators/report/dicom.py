@@ -12,6 +12,7 @@ gaps are stated in the content.
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
@@ -29,6 +30,7 @@ from highdicom.sr import (
     MeasurementsAndQualitativeEvaluations,
     ObservationContext,
     ObserverContext,
+    PersonObserverIdentifyingAttributes,
     QualitativeEvaluation,
     RelationshipTypeValues,
     SourceImageForMeasurementGroup,
@@ -132,6 +134,21 @@ def _gaps_text(report: dict[str, Any]) -> list[str]:
     return gaps
 
 
+@dataclass
+class Verification:
+    """A clinician's sign-off, which makes :func:`build_sr` write a verified, final document.
+
+    ``observer_name`` is a DICOM person name (``Family^Given``); ``previous_versions`` are the
+    documents it supersedes (the preliminary SR), listed in the Predecessor Documents Sequence.
+    """
+
+    observer_name: str
+    organization: str
+    login_name: str = ""
+    previous_versions: list[Dataset] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 def build_sr(
     decision: Decision,
     report: dict[str, Any],
@@ -139,8 +156,13 @@ def build_sr(
     *,
     when: _dt.datetime,
     code_map: dict[str, CodedConcept] | None = None,
+    verification: Verification | None = None,
 ) -> Dataset:
-    """Comprehensive SR (TID 1500 Measurement Report) of one decision."""
+    """Comprehensive SR (TID 1500 Measurement Report) of one decision.
+
+    Machine output is PARTIAL / UNVERIFIED / PRELIMINARY; with ``verification`` the document is
+    COMPLETE / VERIFIED / FINAL, names the verifying observer (header and observation context)
+    and references the documents it supersedes."""
     finding = decision.finding
     ctx = finding.context
     model = finding.model
@@ -205,7 +227,9 @@ def build_sr(
     depth_value = bc.depth_concept(NEEDS_REVIEW if finding.abstained else finding.label, code_map)
     evaluations = [
         QualitativeEvaluation(name=bc.CONCEPT_DEPTH, value=depth_value),
-        QualitativeEvaluation(name=bc.CONCEPT_REVIEW, value=bc.YES if finding.abstained else bc.NO),
+        QualitativeEvaluation(
+            name=bc.CONCEPT_REVIEW, value=bc.YES if finding.abstained and verification is None else bc.NO
+        ),
     ]
     if decision.referral is not None:
         refer = decision.referral.recommended
@@ -236,12 +260,27 @@ def build_sr(
         ),
     )
     content = MeasurementReport(
-        observation_context=ObservationContext(observer_device_context=observer),
+        observation_context=ObservationContext(
+            observer_person_context=(
+                ObserverContext(
+                    observer_type=codes.DCM.Person,
+                    observer_identifying_attributes=PersonObserverIdentifyingAttributes(
+                        name=_person_name(verification.observer_name),
+                        login_name=_lo(verification.login_name) or None,
+                        organization_name=_lo(verification.organization) or None,
+                    ),
+                )
+                if verification is not None
+                else None
+            ),
+            observer_device_context=observer,
+        ),
         procedure_reported=codes.SCT.PhotographyOfPatient,
         imaging_measurements=[group],
         title=codes.DCM.ImagingMeasurementReport,
     )
-    notes = ([DEMO_BANNER] if model.demo else []) + _gaps_text(report) + list(ds_block["warnings"])
+    notes = ([DEMO_BANNER] if model.demo else []) + (verification.notes if verification else [])
+    notes += _gaps_text(report) + list(ds_block["warnings"])
     notes.append(report["disclaimer"])
     notes = list(dict.fromkeys(notes))  # decision support repeats the demo banner among its warnings
     # TID 1500 row "Qualitative Evaluations": free-text notes a reader must see (demo model,
@@ -259,7 +298,12 @@ def build_sr(
         ]
     )
     content[0].ContentSequence.append(notes_container)
-    description = DEMO_BANNER if model.demo else "burnscope burn triage (preliminary)"
+    description = (
+        DEMO_BANNER
+        if model.demo
+        else "burnscope burn triage (" + ("verified" if verification else "preliminary") + ")"
+    )
+    signed = verification is not None
     sr = ComprehensiveSR(
         evidence=[evidence],
         content=content[0],
@@ -268,9 +312,12 @@ def build_sr(
         sop_instance_uid=sr_ids["sop_instance_uid"],
         instance_number=sr_ids["instance_number"],
         manufacturer=MANUFACTURER,
-        is_complete=False,
-        is_final=False,
-        is_verified=False,
+        is_complete=signed,
+        is_final=signed,
+        is_verified=signed,
+        verifying_observer_name=_person_name(verification.observer_name) if signed else None,
+        verifying_organization=_lo(verification.organization) if signed else None,
+        previous_versions=(verification.previous_versions or None) if signed else None,
         record_evidence=referenced,
         series_description=_lo(description),
         content_date=when.strftime("%Y%m%d"),
@@ -356,4 +403,4 @@ def dataset_to_bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["build_sr", "render_pdf_dataset", "dataset_to_bytes", "ENCAPSULATED_PDF_STORAGE", "hd"]
+__all__ = ["Verification", "build_sr", "render_pdf_dataset", "dataset_to_bytes", "ENCAPSULATED_PDF_STORAGE", "hd"]

@@ -51,6 +51,8 @@ FORMATS: dict[str, ReportFormat] = {
         ReportFormat("sr", ".sr.dcm", f"{_STANDARDS}:render_sr", standard=True),
         ReportFormat("pdf_dcm", ".pdf.dcm", f"{_STANDARDS}:render_pdf_dcm", standard=True),
         ReportFormat("fhir", ".fhir.json", f"{_STANDARDS}:render_fhir", standard=True),
+        # plans its own identifiers (one series per study, verified captures in another)
+        ReportFormat("sc", ".sc.dcm", "burnscope.operators.report.secondary_capture:render_sc"),
     )
 }
 #: The formats burnscope ships, in the order reports list their files.

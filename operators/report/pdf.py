@@ -10,7 +10,6 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any
 
-import numpy as np
 from reportlab.graphics.charts.barcharts import HorizontalBarChart
 from reportlab.graphics.shapes import Drawing
 from reportlab.lib import colors
@@ -30,17 +29,11 @@ def _para(text: Any, style) -> Paragraph:
 
 
 def _thumbnail_flowable(thumbnail: Any, max_side_mm: float = 45.0):
-    if thumbnail is None:
+    from burnscope.operators.report.secondary_capture import thumbnail_rgb
+
+    arr = thumbnail_rgb(thumbnail)
+    if arr is None:
         return None
-    arr = np.asarray(thumbnail)
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
-        return None
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and float(np.nanmax(arr)) <= 1.0:
-            arr = arr * 255.0  # a [0, 1] float image
-        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
     from PIL import Image as PILImage
 
     buf = BytesIO()
@@ -95,8 +88,7 @@ def render_pdf(
         fontName="Helvetica-Bold",
     )
     buf = BytesIO()
-    src, pat, fnd = report["source"], report["patient"], report["finding"]
-    ds, mdl = report["decision_support"], report["model"]
+    src, fnd, mdl = report["source"], report["finding"], report["model"]
     doc = SimpleDocTemplate(
         buf,
         pagesize=A4,

@@ -116,7 +116,12 @@ class CStoreTransport:
         **_: Any,
     ) -> None:
         from pynetdicom import AE
-        from pynetdicom.sop_class import ComprehensiveSRStorage, EncapsulatedPDFStorage, Verification
+        from pynetdicom.sop_class import (
+            ComprehensiveSRStorage,
+            EncapsulatedPDFStorage,
+            SecondaryCaptureImageStorage,
+            Verification,
+        )
         from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
         self.host, self.port, self.called_aet = host, int(port), called_aet
@@ -124,7 +129,7 @@ class CStoreTransport:
         self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = timeout_s
         self.ae.connection_timeout = min(timeout_s, 10.0)
         self.ae.add_requested_context(Verification)
-        for sop_class in (ComprehensiveSRStorage, EncapsulatedPDFStorage):
+        for sop_class in (ComprehensiveSRStorage, EncapsulatedPDFStorage, SecondaryCaptureImageStorage):
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         self._assoc = None
         self.associations_opened = 0
