@@ -40,8 +40,9 @@ cat "$OUT/info.json" 2>/dev/null | head -40
 tests_rc=0
 if [[ " $PARTS " == *" tests "* ]]; then
 step "GPU tests"
-"$PY" -m pytest -q -rs -p no:cacheprovider tests/test_preprocess.py tests/test_engines.py tests/test_inference_op.py \
-  tests/test_dicom_gpu_jpeg.py \
+# the GPU tests, plus the unit tests of the parts that take a GPU path when one is usable
+"$PY" -m pytest -q -rs -p no:cacheprovider tests/gpu tests/unit/test_preprocess.py tests/unit/test_engines.py \
+  tests/unit/test_inference_op.py \
   2>&1 | tee "$OUT/pytest-gpu.log"
 tests_rc=${PIPESTATUS[0]}
 fi

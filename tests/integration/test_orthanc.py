@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import REPO
 from fixtures.orthanc_local import (
     LocalOrthanc,
     can_unshare_network,
@@ -48,7 +49,7 @@ def test_in_loopback_namespace():
     cmd = loopback_namespace_command(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", __file__]
     )
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     report = out.stdout[-6000:] + out.stderr[-3000:]
     assert out.returncode == 0, report
     summary = out.stdout.strip().splitlines()[-1]
@@ -211,7 +212,7 @@ def test_killed_mid_delivery_then_restarted_loses_and_duplicates_nothing(tmp_pat
                 str(orthanc.dicom_port),
                 str(marker),
             ],
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)},  # finds fixtures/
+            env={**os.environ, "PYTHONPATH": str(REPO / "tests")},  # finds fixtures/
         )
         try:
             end = time.monotonic() + 60

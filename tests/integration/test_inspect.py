@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from burnscope.applications.cli import cmd_dicom
 from burnscope.operators.dicom_loader.core import DicomLoader
+from fixtures import SAMPLE_DATA
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE = SAMPLE_DATA
 MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
 PHI = [v for p in MANIFEST["patients"] for v in (p["name"], p["patient_id"], p["birth_date"])]
 

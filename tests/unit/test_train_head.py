@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from burnscope.operators.burn_severity.core import CLASSES, BurnHead, HeadError, train_linear_probe
 from burnscope.operators.burn_severity.evaluation import evaluate_head, save_plots
+from fixtures import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_embeddings(per_class=40, dim=64, signal=1.0, seed=0, noise_seed=None):

@@ -15,8 +15,9 @@ from pydicom.pixels import convert_color_space
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from burnscope.operators.dicom_loader.core import REASONS, DicomLoader, scan, to_rgb8
+from fixtures import SAMPLE_DATA
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE = SAMPLE_DATA
 MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -422,7 +423,7 @@ def test_malformed_phi_values_stay_out_of_logs_and_warnings(tmp_path, caplog, re
 def test_image_file_rules_and_frames(tmp_path):
     from burnscope.operators.dicom_loader.files import is_dicom_file, is_image_file, read_rgb_frames
 
-    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    sample = SAMPLE_DATA
     bare = tmp_path / "IMG0001"  # DICOM without a suffix: recognised by its preamble
     bare.write_bytes((sample / "study-003" / "IMG-0003-multiframe.dcm").read_bytes())
     notes = sample / "notes.txt"

@@ -8,6 +8,8 @@ import pydicom
 import pytest
 from fixtures.dicom_helpers import GOOD_FILES, free_port, pynetdicom_send, run_source_graph, storescu_send
 
+pytestmark = pytest.mark.network
+
 
 def _run_scp_app(port: int, send) -> list:
     from burnscope.operators.dicom_loader.operator import DicomStoreSCPSourceOp

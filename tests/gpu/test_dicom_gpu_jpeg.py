@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from burnscope.operators.dicom_loader import gpu_jpeg
 from burnscope.operators.dicom_loader.core import DicomLoader
+from fixtures import SAMPLE_DATA
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE = SAMPLE_DATA
 
 
 def test_without_a_usable_gpu_the_cpu_decodes_the_same_pixels():

@@ -23,19 +23,14 @@ from burnscope.operators.preprocess.core import (
     shortest_side_shape,
     vertical_pass_first,
 )
+from fixtures import REPO
+from fixtures.images import odd_images, photos
 
 MEAN_LEVELS_MAX = 0.5  # mean |Δ| on the 0–255 scale
 MAX_LEVELS_MAX = 2.0  # max |Δ| on the 0–255 scale
 
 _MEAN = np.asarray(BIOMEDCLIP_MEAN, dtype=np.float64)[:, None, None]
 _STD = np.asarray(BIOMEDCLIP_STD, dtype=np.float64)[:, None, None]
-
-_NO_GPU = "no usable GPU (CuPy cannot allocate): the CuPy path is checked on a GPU machine"
-
-
-def needs_gpu(test):
-    return pytest.mark.gpu(pytest.mark.skipif(not cupy_usable(), reason=_NO_GPU)(test))
-
 
 @pytest.fixture(scope="module")
 def open_clip_transform():
@@ -62,31 +57,12 @@ def _assert_within_tolerance(ours: np.ndarray, reference: np.ndarray) -> None:
     assert diff.max() <= MAX_LEVELS_MAX, f"max |Δ| {diff.max():.3f} levels"
 
 
-def _photos() -> dict[str, np.ndarray]:
-    return {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea()}
-
-
-def _odd_images() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    astronaut = data.astronaut()
-    return {
-        # 512×231: taller than 2:1, so Pillow ≥ 13 resamples vertically first
-        "portrait_crop": np.ascontiguousarray(astronaut[:, 100:331]),
-        "portrait_odd": np.ascontiguousarray(data.coffee()[:, 150:389]),  # 400×239
-        "landscape_odd": rng.integers(0, 256, (301, 917, 3), dtype=np.uint8),
-        "tiny_upscale": np.ascontiguousarray(data.chelsea()[100:160:3, 200:290:3]),  # 20×30: enlarged
-        "small_square": np.ascontiguousarray(data.coffee()[::4, ::4][:100, :100]),
-        "exact_224": np.ascontiguousarray(astronaut[:224, :300]),
-        "one_row": rng.integers(0, 256, (1, 7, 3), dtype=np.uint8),
-    }
-
-
 # ----------------------------------------------------------------------------- parity with open_clip
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
 def test_photos_match_open_clip(name, open_clip_transform):
-    image = _photos()[name]
+    image = photos()[name]
     reference = open_clip_transform(Image.fromarray(image)).numpy()
     ours = Preprocessor(device="cpu")([image])[0]
     assert ours.shape == (3, 224, 224) and ours.dtype == np.float32
@@ -95,7 +71,7 @@ def test_photos_match_open_clip(name, open_clip_transform):
 
 
 def test_odd_sizes_match_open_clip(open_clip_transform):
-    images = _odd_images()
+    images = odd_images()
     batch = Preprocessor(device="cpu")(list(images.values()))
     assert batch.shape == (len(images), 3, 224, 224)
     for i, (name, image) in enumerate(images.items()):
@@ -127,7 +103,7 @@ def test_pass_order_rule_and_both_orders_are_close():
     assert vertical_pass_first(700, 301, 520, 224, "pillow13")
     assert not vertical_pass_first(700, 301, 520, 224, "horizontal-first")
     assert not vertical_pass_first(301, 700, 224, 520, "pillow13")
-    image = _odd_images()["portrait_crop"]
+    image = odd_images()["portrait_crop"]
     new = Preprocessor(device="cpu", pass_order="pillow13")([image])[0]
     old = Preprocessor(device="cpu", pass_order="horizontal-first")([image])[0]
     # The rounding between the passes shows: Pillow 12 and Pillow 13 disagree on tall images by
@@ -159,7 +135,7 @@ def test_shortest_side_geometry_follows_torchvision():
 
 
 def test_batch_api_dtype_empty_and_thumbnails():
-    images = list(_photos().values()) + [_odd_images()["tiny_upscale"]]
+    images = list(photos().values()) + [odd_images()["tiny_upscale"]]
     cpu32 = Preprocessor(device="cpu")
     cpu16 = Preprocessor(device="cpu", dtype="float16")
     out32 = cpu32(images)
@@ -184,9 +160,8 @@ def test_batch_api_dtype_empty_and_thumbnails():
 
 def test_from_config_and_validation():
     import json
-    from pathlib import Path
 
-    config = json.loads((Path(__file__).parents[1] / "engines" / "configs" / "biomedclip.json").read_text())
+    config = json.loads((REPO / "engines" / "configs" / "biomedclip.json").read_text())
     pre = Preprocessor.from_config(config, device="cpu")
     assert pre.image_size == 224 and pre.mean == BIOMEDCLIP_MEAN and pre.std == BIOMEDCLIP_STD
     small = Preprocessor.from_config({"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3}, device="cpu")
@@ -205,62 +180,6 @@ def test_from_config_and_validation():
             Preprocessor(device="gpu")
 
 
-# ----------------------------------------------------------------------------- CuPy vs NumPy
-
-
-def _mixed_batch() -> list[np.ndarray]:
-    return list(_photos().values()) + list(_odd_images().values()) + [data.camera(), data.retina()]
-
-
-@needs_gpu
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_cupy_matches_numpy_on_mixed_batch(dtype):
-    import cupy
-
-    images = _mixed_batch()
-    cpu = Preprocessor(device="cpu", dtype=dtype)(images)
-    gpu_pre = Preprocessor(device="gpu", dtype=dtype)
-    assert gpu_pre.device == "cuda"
-    gpu = gpu_pre(images)
-    assert isinstance(gpu, cupy.ndarray) and gpu.dtype == np.dtype(dtype) and gpu.shape == cpu.shape
-    host = cupy.asnumpy(gpu)
-    for i in range(len(images)):
-        _assert_within_tolerance(host[i].astype(np.float32), cpu[i].astype(np.float32))
-    np.testing.assert_array_equal(host, cpu)
-
-
-@needs_gpu
-def test_cupy_reads_device_arrays_in_place_and_strided():
-    import cupy
-
-    images = _mixed_batch()
-    expected = Preprocessor(device="cpu")(images)
-    pre = Preprocessor(device="gpu")
-    on_device = [cupy.asarray(im) for im in images]
-    np.testing.assert_array_equal(cupy.asnumpy(pre(on_device)), expected)
-    # A strided view (every other column, channels reversed twice = a non-contiguous RGB view).
-    big = cupy.asarray(data.astronaut())
-    view = big[:, ::2][:, :, ::-1][:, :, ::-1]
-    expected_view = Preprocessor(device="cpu")([data.astronaut()[:, ::2]])[0]
-    np.testing.assert_array_equal(cupy.asnumpy(pre([view]))[0], expected_view)
-    # DLPack producers (e.g. a torch CUDA tensor) are accepted through cupy.from_dlpack.
-    mixed = [on_device[0], images[1]]
-    np.testing.assert_array_equal(cupy.asnumpy(pre(mixed)), expected[:2])
-
-
-@needs_gpu
-def test_cupy_thumbnails_and_empty_batch():
-    import cupy
-
-    images = _mixed_batch()
-    cpu = Preprocessor(device="cpu").process(images, thumbnails=True)
-    gpu = Preprocessor(device="gpu").process(images, thumbnails=True)
-    for a, b in zip(gpu.thumbnails, cpu.thumbnails):
-        np.testing.assert_array_equal(a, b)
-    empty = Preprocessor(device="gpu")([])
-    assert isinstance(empty, cupy.ndarray) and empty.shape == (0, 3, 224, 224)
-
-
 # ----------------------------------------------------------------------------- operator in a graph
 
 
@@ -272,11 +191,11 @@ def test_preprocess_op_in_holoscan_graph():
     from burnscope.common.messages import ImageBatch, ImageContext, ImageRecord
     from burnscope.operators.preprocess.operator import PreprocessOp
 
-    photos = _photos()
+    pictures = photos()
     batches = [
         [
             ImageRecord(ImageContext(source=f"{name}.png", sop_instance_uid=f"1.2.3.{i}"), image)
-            for i, (name, image) in enumerate(photos.items())
+            for i, (name, image) in enumerate(pictures.items())
         ],
         [],
     ]
@@ -315,7 +234,7 @@ def test_preprocess_op_in_holoscan_graph():
     assert len(received) == 2
     first, second = received
     assert [c.source for c in first.contexts] == ["astronaut.png", "coffee.png", "chelsea.png"]
-    np.testing.assert_array_equal(first.tensor, Preprocessor(device="cpu")(list(photos.values())))
+    np.testing.assert_array_equal(first.tensor, Preprocessor(device="cpu")(list(pictures.values())))
     assert [t.shape for t in first.thumbnails] == [(128, 128, 3), (85, 128, 3), (85, 128, 3)]
     assert second.contexts == [] and second.tensor.shape == (0, 3, 224, 224) and second.thumbnails == []
 

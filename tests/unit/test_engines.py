@@ -15,7 +15,6 @@ onnx = pytest.importorskip("onnx")
 from burnscope.engines import export  # noqa: E402
 from burnscope.engines.base import BACKENDS, EngineError, create_engine, l2_normalize, pad_to  # noqa: E402
 from burnscope.engines.model import load_biomedclip  # noqa: E402
-from burnscope.common.gpu import torch_cuda_usable  # noqa: E402
 
 #: Stated fidelity bound: ONNX Runtime fp32 against the torch fp32 reference.
 ORT_VS_TORCH_MIN_COSINE = 0.9999
@@ -129,20 +128,6 @@ def test_helpers():
     assert pad_to(3, (1, 8, 32)) == 8 and pad_to(1, (1, 8)) == 1 and pad_to(64, (1, 8)) is None
     x = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(x, [[0.6, 0.8], [0.0, 0.0]])
-
-
-@pytest.mark.skipif(not torch_cuda_usable(), reason="no usable CUDA GPU (torch.cuda.is_available() is False)")
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_torch_cuda_graphs_match_fp32(bundle, images, precision):
-    reference = create_engine(bundle, "torch", device="cpu").infer(images)
-    engine = create_engine(bundle, "torch", precision=precision, device="cuda", batch_sizes=(1, 8)).warmup(1)
-    assert engine.use_cuda_graphs
-    for batch in (images[:1], images[:3], np.concatenate([images] * 2)):  # exact, padded, chunked
-        out = engine.infer(batch)
-        ref = reference[: len(batch)] if len(batch) <= 5 else np.concatenate([reference] * 2)
-        assert np.min(np.sum(out * ref, axis=1)) > 0.99
-    tensor = torch.from_numpy(images).cuda()  # a device tensor goes in through DLPack
-    assert np.min(np.sum(engine.infer(tensor) * reference, axis=1)) > 0.99
 
 
 def test_cli_commands(bundle, tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from fixtures import REPO
 
-SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "install-system-deps.sh"
+SCRIPT = REPO / "tools" / "install-system-deps.sh"
 
 
 def _fake_tools(bin_dir: Path, busy_updates: int) -> Path:

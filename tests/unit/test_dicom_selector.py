@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pydicom
 import pytest
@@ -11,8 +10,9 @@ import pytest
 from burnscope.applications.cli.cmd_dicom import inspect_paths
 from burnscope.operators.dicom_loader.core import DicomLoader
 from burnscope.operators.dicom_loader.selector import RuleError, SeriesSelector, group_by_study
+from fixtures import SAMPLE_DATA
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE = SAMPLE_DATA
 VL_PHOTO = "1.2.840.10008.5.1.4.1.1.77.1.4"
 
 

@@ -11,8 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fixtures import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
 #: Top-level folder → package name, as pyproject's package-dir maps them.
 MAPPING = {folder: name for name, folder in SETUPTOOLS["package-dir"].items()}

@@ -14,8 +14,9 @@ import pydicom
 import pytest
 
 from burnscope.operators.dicom_loader.core import DicomLoader
+from fixtures import SAMPLE_DATA
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE = SAMPLE_DATA
 MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
 
 

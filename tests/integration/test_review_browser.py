@@ -36,6 +36,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium and chromium-driver not installed"),
     pytest.mark.network,
+    pytest.mark.slow,
 ]
 MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
 BURNSCOPE = Path(sys.executable).with_name("burnscope")
