@@ -340,12 +340,15 @@ def load_head(
     prompts: str | Path | None = None,
     abstain_threshold: float | None = None,
 ) -> BurnHead:
-    """The head the pipeline uses: a saved head file when given, the zero-shot ensemble otherwise.
+    """The head the pipeline uses: a saved head file when given, else the head of the model
+    folder the bundle was loaded from, else the zero-shot ensemble.
 
     A saved zero-shot head keeps its temperature but takes its class embeddings from the current
     prompts and model (through the cache). A head trained on another model's embeddings is
     usable only with that model: a fingerprint mismatch is logged.
     """
+    if head is None and bundle is not None:
+        head = getattr(bundle, "head_path", None)  # a model folder brings its head
     if head is None:
         if bundle is None:
             raise HeadError("the zero-shot head needs the model bundle (text tower)")
