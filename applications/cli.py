@@ -8,6 +8,7 @@ without one file owning everything::
     cmd_engines   export-onnx, quantize, build-engine, bench engines
     cmd_clinical  decide, train-head, evaluate
     cmd_reports   outbox status|retry|purge-delivered
+    cmd_model     finetune, export-bundle, export-triton
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class _CurrentStderrHandler(logging.StreamHandler):
 bench_app = typer.Typer(help="Headless benchmarks: latency percentiles, images/s, memory.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-_COMMAND_MODULES = ("cmd_core", "cmd_dicom", "cmd_engines", "cmd_clinical", "cmd_reports")
+_COMMAND_MODULES = ("cmd_core", "cmd_dicom", "cmd_engines", "cmd_clinical", "cmd_reports", "cmd_model")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"burnscope.applications.{_name}").register(app, bench_app)
