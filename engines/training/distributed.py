@@ -94,12 +94,16 @@ def launch(nproc: int, fn: Callable[..., Any], *args: Any) -> None:
     A worker's exception is raised here as ``RuntimeError`` with its message."""
     import torch.multiprocessing as mp
 
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo on the loopback interface only
+    previous = os.environ.get("GLOO_SOCKET_IFNAME")
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the workers' gloo on the loopback interface only
     try:
         mp.start_processes(_entry, args=(nproc, free_port(), fn, args), nprocs=nproc, join=True, start_method="spawn")
     except mp.ProcessRaisedException as exc:
         lines = [line for line in str(exc).strip().splitlines() if line.strip()]
         raise RuntimeError(f"a training worker failed: {lines[-1] if lines else exc}") from None
+    finally:
+        if previous is None:
+            os.environ.pop("GLOO_SOCKET_IFNAME", None)
 
 
 def shutdown() -> None:

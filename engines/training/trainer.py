@@ -166,7 +166,8 @@ def train_worker(ctx: distributed.Context, settings: TrainSettings) -> None:
     model = net
     if ctx.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[ctx.device] if ctx.device.startswith("cuda") else None, broadcast_buffers=False
+            net, device_ids=[torch.device(ctx.device)] if ctx.device.startswith("cuda") else None,
+            broadcast_buffers=False
         )
     optimizer = torch.optim.AdamW(param_groups(net, settings.lr_head, settings.lr_tower, settings.weight_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
