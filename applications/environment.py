@@ -66,6 +66,12 @@ def model_status(model: str | None = None) -> dict[str, Any]:
         return {"weights": None, "demo": None, "error": str(exc)}
     if weights is None:
         return {"weights": None, "demo": True, "note": DEMO_BANNER}
+    from burnscope.engines.model_folder import find_model_folder, read_manifest
+
+    folder = find_model_folder(model or os.environ.get("HOLOSCAN_MODEL_PATH"))
+    if folder is not None:  # a fine-tuned model folder or bundle: demo when its base was the demo model
+        demo = bool((read_manifest(folder, verify=False).get("base") or {}).get("demo"))
+        return {"weights": str(weights), "demo": demo, **({"note": DEMO_BANNER} if demo else {})}
     return {"weights": str(weights), "demo": False}
 
 

@@ -89,7 +89,7 @@ def cpu_has_bf16() -> bool:
 def class_embeddings(bundle) -> tuple[np.ndarray, list[str], str]:
     """(class text embeddings C×D, class names, prompt source) for the zero-shot agreement column:
     the burn-severity head's prompt ensemble, as the pipeline classifies."""
-    from burnscope.operators.burn_severity.core import class_text_embeddings, load_prompts
+    from burnscope.engines.prompts import class_text_embeddings, load_prompts
 
     prompts = load_prompts()
     embeddings = class_text_embeddings(bundle, prompts)[0]

@@ -8,6 +8,6 @@
 * :mod:`~burnscope.common.gpu` — whether a GPU is usable, decided once.
 
 Layering (tests/unit/test_layering.py checks it): ``common`` imports nothing else of burnscope;
-``engines`` imports ``common``; ``operators`` import ``common`` and ``engines``;
-``applications`` and ``benchmarks`` sit on top.
+``engines`` imports ``common``; ``operators`` import ``common`` and ``engines``; ``lifecycle``
+(fine-tuning, export) imports those three; ``applications`` and ``benchmarks`` sit on top.
 """

@@ -111,7 +111,9 @@ def find_weights(model: str | os.PathLike | None = None) -> Path | None:
     weights is an error, not a silent fallback."""
     for source, value in (("--model", model), ("HOLOSCAN_MODEL_PATH", os.environ.get("HOLOSCAN_MODEL_PATH"))):
         if value:
-            found = _weights_in(Path(value).expanduser())
+            from burnscope.engines.model_folder import model_dir_of
+
+            found = _weights_in(model_dir_of(value))
             if found is None:
                 raise FileNotFoundError(
                     f"{source}={value}: no BiomedCLIP weights there (expected a weights file or a folder "
@@ -200,6 +202,9 @@ class ModelBundle:
     fingerprint: str
     cache_dir: Path
     preprocess_cfg: dict[str, Any] = field(default_factory=dict)
+    #: The burn head that comes with a model folder (``engines/model_folder.py``), else None.
+    head_path: Path | None = None
+    tokenizer_dir: Path | None = None
 
     @property
     def demo(self) -> bool:
@@ -239,9 +244,17 @@ def load_biomedclip(
     seed: int = DEMO_SEED,
     allow_demo: bool = True,
 ) -> ModelBundle:
-    """Load BiomedCLIP with real weights when found (see module docs), else the demo model."""
+    """Load BiomedCLIP with real weights when found (see module docs), else the demo model.
+
+    A burnscope model folder or a MONAI bundle (``engines/model_folder.py``) brings its own
+    architecture config and burn head; ``config`` is then not used."""
     import open_clip
 
+    from burnscope.engines.model_folder import find_model_folder, load_model_folder
+
+    folder = find_model_folder(model or os.environ.get("HOLOSCAN_MODEL_PATH"))
+    if folder is not None:
+        return load_model_folder(folder)
     cfg = load_model_config(config)
     weights = find_weights(model)
     torch_model = build_model(cfg, seed=seed)
@@ -284,4 +297,5 @@ def load_biomedclip(
         fingerprint=fingerprint,
         cache_dir=bundle_cache,
         preprocess_cfg=cfg.get("preprocess_cfg", {}),
+        tokenizer_dir=Path(tokenizer_dir),
     )

@@ -41,7 +41,8 @@ def info(
     if m.get("error"):
         table.add_row("model weights", f"[red]{m['error']}[/red]")
     else:
-        table.add_row("model weights", m["weights"] or f"[bold yellow]{m['note']}[/bold yellow]")
+        note = f"[bold yellow]{m['note']}[/bold yellow]" if m.get("note") else ""
+        table.add_row("model weights", f"{m['weights']} {note}".strip() if m["weights"] else note)
     console.print(table)
 
 

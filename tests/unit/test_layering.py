@@ -16,8 +16,9 @@ ALLOWED = {
     "common": set(),
     "engines": {"common"},
     "operators": {"common", "engines"},
-    "applications": {"common", "engines", "operators", "benchmarks"},
-    "benchmarks": {"common", "engines", "operators", "applications"},
+    "lifecycle": {"common", "engines", "operators"},
+    "applications": {"common", "engines", "operators", "lifecycle", "benchmarks"},
+    "benchmarks": {"common", "engines", "operators", "lifecycle", "applications"},
 }
 #: Deprecated re-export shims kept for one release (they import their new home).
 SHIMS = {"operators/messages.py", "operators/gpu.py"}
