@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .options import fail
+from .options import ensure_output_folder, fail
 
 def _dump_name(index: int, path: Path, base: Path | None, frame: int) -> str:
     try:
@@ -228,7 +228,7 @@ def wrap_photo_cmd(
     case = meta.pop("case", None)
     meta.setdefault("study_instance_uid", generate_uid())
     meta.setdefault("series_instance_uid", generate_uid())
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_output_folder(out)
     console = Console()
     used: set[str] = set()
     for number, photo in enumerate(photos, start=1):

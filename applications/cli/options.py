@@ -11,6 +11,7 @@ Errors end a command through :func:`fail`: one line on stderr, a non-zero exit, 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NoReturn, Optional
 
 import typer
@@ -45,8 +46,29 @@ ENGINE_DEVICE_OPT = typer.Option("auto", "--device", help="auto | cpu | cuda")
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One clear error line on stderr and exit ``code`` (2: bad options or input, 1: nothing done)."""
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True, markup=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def ensure_output_folder(path: Path, option: str = "-o/--output") -> Path:
+    """Create ``path`` if needed and prove it writable, before any heavy work; :func:`fail` with one
+    line naming the problem (a file in the way, a read-only file system, no permission)."""
+    import errno
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        fail(f"{option} {path} is not a folder (a file of that name exists)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".burnscope-write-check-"):
+            pass
+    except OSError as exc:
+        reason = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                  errno.ENOSPC: "no space left on the device"}.get(exc.errno, exc.strerror or type(exc).__name__)
+        fail(f"{option} {path} is not writable: {reason}")
+    return path
 
 
 def model_config(name: str, legacy: Optional[str]) -> str:

@@ -83,8 +83,55 @@ def strip_jpeg_app_segments(data: bytes) -> tuple[bytes, int]:
     raise ValueError("corrupt JPEG: no start-of-scan marker")
 
 
-def _da(value: Any) -> str:
-    return str(value).replace("-", "")[:8] if value else ""
+class PhotoError(ValueError):
+    """A photo or a metadata value that cannot be wrapped; the message names the key, never the
+    value (values are patient data: names, IDs, birth dates)."""
+
+
+#: Metadata key → (DICOM keyword whose VR the value must satisfy, what a good value looks like).
+_VALUE_RULES = {
+    "patient_name": ("PatientName", "a person name, components of at most 64 characters (Family^Given)"),
+    "patient_id": ("PatientID", "at most 64 characters"),
+    "birth_date": ("PatientBirthDate", "a date, YYYY-MM-DD or YYYYMMDD"),
+    "study_date": ("StudyDate", "a date, YYYY-MM-DD or YYYYMMDD"),
+    "study_time": ("StudyTime", "a time, HHMMSS or HH:MM:SS"),
+    "study_instance_uid": ("StudyInstanceUID", "a UID (digits and dots, at most 64 characters)"),
+    "series_instance_uid": ("SeriesInstanceUID", "a UID (digits and dots, at most 64 characters)"),
+    "accession_number": ("AccessionNumber", "at most 16 characters"),
+    "study_description": ("StudyDescription", "at most 64 characters"),
+    "series_description": ("SeriesDescription", "at most 64 characters"),
+    "institution_name": ("InstitutionName", "at most 64 characters"),
+    "referring_physician": ("ReferringPhysicianName", "a person name (Family^Given)"),
+    "study_id": ("StudyID", "at most 16 characters"),
+    "instance_number": ("InstanceNumber", "a whole number"),
+}
+
+
+def _checked(meta: Mapping[str, Any], key: str, default: Any = "") -> str:
+    """``meta[key]`` as the DICOM value of its attribute, checked against the attribute's VR."""
+    from pydicom import config
+    from pydicom.datadict import dictionary_VR
+    from pydicom.valuerep import validate_value
+
+    value = meta.get(key)
+    if value is None or value == "":
+        return default
+    text = str(value).strip()
+    keyword, expected = _VALUE_RULES[key]
+    vr = dictionary_VR(keyword)
+    if vr == "DA" and len(text) == 10 and text[4] == text[7] == "-":
+        text = text.replace("-", "")
+    if vr == "TM" and text.count(":") == 2:
+        text = text.replace(":", "")
+    try:
+        validate_value(vr, text, config.RAISE)
+        if vr == "DA":
+            _dt.datetime.strptime(text, "%Y%m%d")  # the VR's pattern admits month 13, day 45
+        if vr == "IS" and int(text) < 1:
+            raise ValueError("not positive")
+    except ValueError:
+        raise PhotoError(f"{key}: not a valid value; expected {expected}") from None
+    return text
 
 
 def wrap_photo(
@@ -100,10 +147,24 @@ def wrap_photo(
     meta = dict(metadata or {})
     unknown = set(meta) - set(METADATA_KEYS) - {"case"}
     if unknown:
-        raise ValueError(f"unknown metadata key(s): {', '.join(sorted(unknown))}")
+        raise PhotoError(f"unknown metadata key(s): {', '.join(sorted(unknown))}")
+    values = {key: _checked(meta, key) for key in _VALUE_RULES}
+    sex = str(meta.get("sex", "") or "").strip().upper()
+    if sex not in ("", "M", "F", "O"):
+        raise PhotoError("sex: not a valid value; expected M, F or O")
     photo = Path(photo)
-    data = photo.read_bytes()
-    with Image.open(io.BytesIO(data)) as img:
+    try:
+        data = photo.read_bytes()
+    except OSError as exc:
+        raise PhotoError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        kind = "too large to decode safely" if isinstance(exc, Image.DecompressionBombError) else (
+            "not an image Pillow can read (JPEG, PNG, TIFF, BMP, WebP)")
+        raise PhotoError(kind) from None
+    with img:
         fmt = img.format
         width, height, mode = img.width, img.height, img.mode
         taken = img.getexif().get(0x0132) if hasattr(img, "getexif") else None  # DateTime
@@ -119,8 +180,8 @@ def wrap_photo(
     now = _dt.datetime.now()
     exif_date = str(taken).split(" ")[0].replace(":", "") if taken else ""
     exif_time = str(taken).split(" ")[1].replace(":", "") if taken and " " in str(taken) else ""
-    study_date = _da(meta.get("study_date")) or exif_date or now.strftime("%Y%m%d")
-    study_time = str(meta.get("study_time", "") or exif_time or now.strftime("%H%M%S"))
+    study_date = values["study_date"] or _valid_exif(exif_date, "DA") or now.strftime("%Y%m%d")
+    study_time = values["study_time"] or _valid_exif(exif_time, "TM") or now.strftime("%H%M%S")
 
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: names from anywhere
@@ -132,29 +193,32 @@ def wrap_photo(
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = study_time
     ds.AcquisitionDateTime = study_date + study_time
-    ds.AccessionNumber = str(meta.get("accession_number", ""))
+    ds.AccessionNumber = values["accession_number"]
     ds.Modality = "XC"
     ds.Manufacturer = ""
-    ds.InstitutionName = str(meta.get("institution_name", ""))
-    ds.ReferringPhysicianName = str(meta.get("referring_physician", ""))
-    ds.StudyDescription = str(meta.get("study_description", "Burn wound photography"))
-    ds.SeriesDescription = str(meta.get("series_description", "Clinical photographs"))
-    ds.PatientName = str(meta.get("patient_name", ""))
-    ds.PatientID = str(meta.get("patient_id", ""))
-    ds.PatientBirthDate = _da(meta.get("birth_date"))
-    ds.PatientSex = str(meta.get("sex", "")).upper()[:1] if meta.get("sex") else ""
-    ds.StudyInstanceUID = str(meta.get("study_instance_uid") or generate_uid())
-    ds.SeriesInstanceUID = str(meta.get("series_instance_uid") or generate_uid())
-    ds.StudyID = str(meta.get("study_id", "1"))
+    ds.InstitutionName = values["institution_name"]
+    ds.ReferringPhysicianName = values["referring_physician"]
+    ds.StudyDescription = values["study_description"] or "Burn wound photography"
+    ds.SeriesDescription = values["series_description"] or "Clinical photographs"
+    ds.PatientName = values["patient_name"]
+    ds.PatientID = values["patient_id"]
+    ds.PatientBirthDate = values["birth_date"]
+    ds.PatientSex = sex
+    ds.StudyInstanceUID = values["study_instance_uid"] or generate_uid()
+    ds.SeriesInstanceUID = values["series_instance_uid"] or generate_uid()
+    ds.StudyID = values["study_id"] or "1"
     ds.SeriesNumber = 1
-    ds.InstanceNumber = int(meta.get("instance_number", 1))
+    ds.InstanceNumber = int(values["instance_number"] or 1)
     ds.PatientOrientation = ""
     ds.BurnedInAnnotation = "NO"
-    laterality = str(meta.get("laterality", "") or "").upper()[:1]
+    laterality = str(meta.get("laterality", "") or "").strip().upper()
+    laterality = {"LEFT": "L", "RIGHT": "R", "BILATERAL": "B", "BOTH": "B", "UNPAIRED": "U"}.get(laterality, laterality)
+    if laterality not in ("", "L", "R", "B", "U"):
+        raise PhotoError("laterality: not a valid value; expected L, R, B or U (or left, right, bilateral)")
     site = str(meta.get("body_site", "") or "").strip().lower().replace(" ", "_")
     if site:
         if site not in BODY_SITES:
-            raise ValueError(f"unknown body_site {site!r}; known: {', '.join(BODY_SITES)}")
+            raise PhotoError(f"body_site: unknown site {site!r}; known: {', '.join(BODY_SITES)}")
         code, meaning, part = BODY_SITES[site]
         region = Dataset()
         region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = code, "SCT", meaning
@@ -206,4 +270,18 @@ def wrap_photo(
     return ds
 
 
-__all__ = ["BODY_SITES", "METADATA_KEYS", "strip_jpeg_app_segments", "wrap_photo"]
+def _valid_exif(value: str, vr: str) -> str:
+    """An EXIF date/time converted to DICOM, or "" when the camera wrote something invalid."""
+    from pydicom import config
+    from pydicom.valuerep import validate_value
+
+    try:
+        validate_value(vr, value, config.RAISE)
+        if vr == "DA":
+            _dt.datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        return ""
+    return value
+
+
+__all__ = ["BODY_SITES", "METADATA_KEYS", "PhotoError", "strip_jpeg_app_segments", "wrap_photo"]

@@ -113,3 +113,61 @@ def test_wrap_photo_cli_with_sidecar(tmp_path):
     assert len({r.context.study_instance_uid for r in images}) == 1
     assert {r.context.patient.patient_id for r in images} == {"P-99"}
     assert images[0].context.case["weight_kg"] == 60
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("birth_date", "1990-13-45", "birth_date: not a valid value; expected a date"),
+        ("birth_date", "19901345", "birth_date: not a valid value"),
+        ("study_date", "yesterday", "study_date: not a valid value"),
+        ("study_time", "25:61:00", "study_time: not a valid value"),
+        ("patient_name", "A" * 70, "patient_name: not a valid value"),
+        ("accession_number", "A" * 17, "accession_number: not a valid value"),
+        ("study_instance_uid", "1.2.abc", "study_instance_uid: not a valid value"),
+        ("instance_number", "1.5", "instance_number: not a valid value"),
+        ("sex", "unknown", "sex: not a valid value"),
+        ("laterality", "sideways", "laterality: not a valid value"),
+    ],
+)
+def test_every_user_given_value_is_checked_against_its_vr(tmp_path, key, value, message):
+    Image.fromarray(_photo()).save(tmp_path / "w.png")
+    with pytest.raises(ValueError) as excinfo:
+        wrap_photo(tmp_path / "w.png", tmp_path / "w.dcm", {**META, key: value})
+    assert message in str(excinfo.value)
+    assert value not in str(excinfo.value)  # values can be patient data: never echoed
+    assert not (tmp_path / "w.dcm").exists()
+
+
+def test_iso_and_dicom_dates_and_times_are_accepted(tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "w.png")
+    ds = wrap_photo(tmp_path / "w.png", tmp_path / "w.dcm",
+                    {**META, "birth_date": "1980-02-29", "study_date": "20240611", "study_time": "09:30:15"})
+    assert (ds.PatientBirthDate, ds.StudyDate, ds.StudyTime) == ("19800229", "20240611", "093015")
+
+
+def _wrap_cli(*args: str):
+    app = typer.Typer()
+    cmd_dicom.register(app, typer.Typer())
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    return CliRunner().invoke(app, ["wrap-photo", *args])
+
+
+def test_cli_mistakes_are_one_line_without_a_traceback(tmp_path):
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("minutes of the ward round")
+    result = _wrap_cli(str(not_image), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "notes.jpg: not an image Pillow can read" in result.output
+    assert "BytesIO" not in result.output and "Traceback" not in result.output
+    Image.fromarray(_photo()).save(tmp_path / "w.png")
+    result = _wrap_cli(str(tmp_path / "w.png"), "-o", str(tmp_path / "out"), "--birth-date", "1990-13-45")
+    assert result.exit_code == 2 and "birth_date: not a valid value" in result.output
+    assert not list((tmp_path / "out").glob("*.dcm"))
+    (tmp_path / "file").write_text("x")
+    result = _wrap_cli(str(tmp_path / "w.png"), "-o", str(tmp_path / "file"))
+    assert result.exit_code == 2 and "is not a folder" in result.output and "Traceback" not in result.output
