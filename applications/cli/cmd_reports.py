@@ -74,13 +74,15 @@ def retry(
     from burnscope.operators.sinks.network import AuditLog, DeliveryService
 
     with _open(db) as outbox:
+        if destination and destination not in outbox.destinations():
+            fail(f"no destination {destination!r} in {db}; known: {', '.join(sorted(outbox.destinations()))}")
         n = outbox.retry(destination=destination)
         typer.echo(f"{n} delivery(ies) due now")
         if not deliver or n == 0:
             return
         service = DeliveryService(outbox, audit=AuditLog(db.with_name("audit.jsonl")))
         try:
-            done = service.drain(timeout_s=timeout)
+            done = service.drain(timeout_s=timeout, destination=destination)
         finally:
             service.close()
         counts = outbox.counts()

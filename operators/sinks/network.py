@@ -386,13 +386,16 @@ class DeliveryService:
         self.enqueued += new
         return new
 
-    def pump(self, deadline: float | None = None) -> int:
-        """Send what is due now, one destination after another; returns how many were delivered.
+    def pump(self, deadline: float | None = None, destination: str | None = None) -> int:
+        """Send what is due now, one destination after another (or to ``destination`` only);
+        returns how many were delivered.
 
         A transient failure stops that destination for this round (it is down; the rest waits).
         """
         delivered = 0
         for name, transport in self.transports.items():
+            if destination is not None and name != destination:
+                continue
             while deadline is None or time.monotonic() < deadline:
                 claimed = self.outbox.claim_due(destination=name, limit=1)
                 if not claimed:
@@ -455,12 +458,13 @@ class DeliveryService:
         self.delivered += delivered
         return delivered
 
-    def drain(self, timeout_s: float = 30.0, poll_s: float = 0.2) -> bool:
-        """Pump until nothing is pending or ``timeout_s`` passes; True when all were settled."""
+    def drain(self, timeout_s: float = 30.0, poll_s: float = 0.2, destination: str | None = None) -> bool:
+        """Pump until nothing is pending (for ``destination``, or for all) or ``timeout_s`` passes;
+        True when all were settled."""
         end = time.monotonic() + timeout_s
         while True:
-            self.pump(deadline=end)
-            if self.outbox.pending_count() == 0:
+            self.pump(deadline=end, destination=destination)
+            if self.outbox.pending_count(destination) == 0:
                 return True
             wait = self.outbox.next_due_in()
             now = time.monotonic()

@@ -233,3 +233,31 @@ def test_network_sink_op_in_a_holoscan_graph(tmp_path, sr_only_scp):
     app.run()
     assert (app.net.enqueued, app.net.delivered, app.net.failed, app.net.pending) == (2, 2, 0, 0)
     assert len(received) == 2
+
+
+@pytest.mark.network
+def test_cli_retry_of_one_destination_touches_no_other(tmp_path):
+    import typer
+
+    from burnscope.applications.cli import cmd_reports
+
+    db = tmp_path / "outbox.sqlite"
+    closed = free_port()  # nothing listens: every attempt is a transient failure
+    service = DeliveryService.open(db, [
+        {"name": "pacs", "kind": "cstore", "host": "127.0.0.1", "port": closed, "called_aet": "PACS", "timeout_s": 2},
+        {"name": "emr", "kind": "fhir", "url": f"http://127.0.0.1:{closed}/fhir", "timeout_s": 2},
+    ])
+    service.submit(ReportEmitter(["sr", "fhir"]).emit([example_decision()]))
+    service.close()
+    with Outbox(db) as outbox:  # both waiting for their next attempt
+        before = {r["destination"]: r["attempts"] for r in outbox.rows()}
+    app = typer.Typer()
+    cmd_reports.register(app, typer.Typer())
+    result = CliRunner().invoke(app, ["outbox", "retry", "--db", str(db), "--destination", "pacs", "--timeout", "3"])
+    assert "1 delivery(ies) due now" in result.output, result.output
+    with Outbox(db) as outbox:
+        after = {r["destination"]: r["attempts"] for r in outbox.rows()}
+    assert after["emr"] == before["emr"]  # the EMR was not tried
+    assert after["pacs"] >= 1  # the PACS was
+    result = CliRunner().invoke(app, ["outbox", "retry", "--db", str(db), "--destination", "nowhere"])
+    assert result.exit_code == 2 and "no destination 'nowhere'" in result.output
