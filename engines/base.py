@@ -32,6 +32,40 @@ class EngineError(RuntimeError):
     """An engine cannot be built or run as asked (missing library, unsupported precision, ...)."""
 
 
+#: backend → device → the precisions it runs there (checked before any model is loaded).
+SUPPORTED = {
+    "onnxruntime": {"cpu": ("fp32", "int8", "int8-dynamic"), "cuda": ("fp32", "fp16", "int8")},
+    "torch": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
+    "tensorrt": {"cuda": ("fp32", "fp16", "bf16", "int8", "fp8")},
+}
+
+
+def check_engine_choice(backend: str, precision: str, device: str = "auto") -> str:
+    """The device ``backend`` would run ``precision`` on here (``cpu``/``cuda``); an EngineError with
+    one line saying what would work when the combination cannot run on this machine."""
+    if backend not in BACKENDS:
+        raise EngineError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    try:
+        resolved = resolve_device(backend, device)
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
+    runs = SUPPORTED[backend].get(resolved)
+    if runs is None:
+        raise EngineError(f"{backend} needs a CUDA GPU; this machine has none usable (choose onnxruntime or torch)")
+    if precision not in runs:
+        where = "on the CPU" if resolved == "cpu" else "on a GPU"
+        needs = f" ({precision} needs CUDA)" if resolved == "cpu" and precision in SUPPORTED[backend].get("cuda", ()) else ""
+        raise EngineError(f"{backend} does not run {precision} {where}{needs}; it runs {', '.join(runs)} there")
+    if resolved == "cuda" and device in ("cuda", "gpu") and backend == "torch":
+        from burnscope.common.gpu import torch_cuda_usable
+
+        if not torch_cuda_usable():
+            raise EngineError("--device gpu: torch sees no usable CUDA GPU on this machine")
+    return resolved
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (float32); a zero row stays zero instead of becoming NaN."""
     x = np.asarray(x, dtype=np.float32)
@@ -182,6 +216,7 @@ def create_engine(
         from burnscope.engines.tensorrt_backend import require_tensorrt
 
         require_tensorrt()  # clear message before any work when TensorRT is absent
+    check_engine_choice(backend, precision, device)
     resolved = resolve_device(backend, device)
     if backend == "onnxruntime":
         from burnscope.engines.onnxruntime_backend import OnnxRuntimeEngine

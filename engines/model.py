@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 import logging
 import os
 from dataclasses import dataclass, field
@@ -131,13 +132,21 @@ def find_weights(model: str | os.PathLike | None = None) -> Path | None:
 
 
 def _load_state_dict(path: Path) -> dict[str, Any]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged or hostile file: say so, never unpickle more
+        raise ValueError(
+            f"{path}: not a readable PyTorch weights file ({type(exc).__name__}); burnscope loads tensors only "
+            "and never unpickles other objects"
+        ) from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
@@ -257,10 +266,10 @@ def load_biomedclip(
         return load_model_folder(folder)
     cfg = load_model_config(config)
     weights = find_weights(model)
+    state = _load_state_dict(weights) if weights is not None else None  # a bad file fails before the build
     torch_model = build_model(cfg, seed=seed)
     context_length = cfg["model_cfg"]["text_cfg"]["context_length"]
     if weights is not None:
-        state = _load_state_dict(weights)
         missing, unexpected = torch_model.load_state_dict(state, strict=False)
         # position_ids buffers differ between transformers versions; anything else is a mismatch.
         missing = [k for k in missing if not k.endswith("position_ids")]

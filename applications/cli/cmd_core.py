@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from .options import (
-    BACKEND_OPT, CONFIG_OPT, DEVICE_OPT, MODEL_OPT, PRECISION_OPT, SCHEDULER_OPT, console, demo_banner, fail,
+    BACKEND_OPT, CONFIG_OPT, DEVICE_OPT, MODEL_OPT, PRECISION_OPT, SCHEDULER_OPT, console, demo_banner,
+    ensure_output_folder, fail,
 )
 
 APPLICATIONS = ("burn-triage",)
@@ -46,24 +47,28 @@ def info(
     console.print(table)
 
 
-def _prepare(app_name: str, input_path: Optional[Path], config: Optional[Path], overrides: dict) -> dict:
-    """Validate the options that need no model; return the merged settings."""
+def _prepare(
+    app_name: str,
+    input_path: Optional[Path],
+    config: Optional[Path],
+    overrides: dict,
+    model: Optional[str] = None,
+    output_dir: Optional[Path] = None,
+) -> dict:
+    """Validate everything that needs no model (settings, engine choice, weights and head files,
+    input, output folder) before the model loads; return the merged settings."""
+    from burnscope.applications.burn_triage.preflight import preflight
     from burnscope.applications.burn_triage.settings import SettingsError, load_settings
 
     if app_name not in APPLICATIONS:
         fail(f"unknown application {app_name!r}; available: {', '.join(APPLICATIONS)}")
     try:
         settings = load_settings(config, overrides)
+        preflight(settings, input_path, model)
     except SettingsError as exc:
         fail(str(exc))
-    kind = settings["source"]["kind"]
-    if kind == "folder":  # watch creates its folder; scp needs none
-        if input_path is None:
-            fail("-i/--input is required (or --watch DIR / --listen PORT)")
-        if not input_path.exists():
-            fail(f"input not found: {input_path}")
-        if input_path.is_dir() and not any(p.is_file() for p in input_path.rglob("*")):
-            fail(f"input folder is empty: {input_path}")
+    if output_dir is not None:
+        ensure_output_folder(output_dir)
     return settings
 
 
@@ -170,9 +175,8 @@ def run(
     elif listen is not None:
         source.update(kind="scp", scp={"port": listen, "ae_title": ae_title})
         input_path = input_path or output_dir
-    settings = _prepare(app_name, input_path, config, overrides)
+    settings = _prepare(app_name, input_path, config, overrides, model=model, output_dir=output_dir)
     components = _load_components(settings, model)
-    output_dir.mkdir(parents=True, exist_ok=True)
     if settings["source"]["kind"] != "folder":
         scp = settings["source"]["scp"]
         where = f"port {scp['port']} as {scp['ae_title']}" if settings["source"]["kind"] == "scp" else str(input_path)
@@ -215,7 +219,7 @@ def bench_burn_triage(
     overrides["source"]["period_ms"] = period_ms
     if formats:
         overrides["report"] = {"formats": [f.strip() for f in formats.split(",") if f.strip()]}
-    settings = _prepare("burn-triage", input_path, config, overrides)
+    settings = _prepare("burn-triage", input_path, config, overrides, model=model)
     components = _load_components(settings, model)
     with console.status(f"benchmarking burn-triage ({repeat} runs after a warm-up)..."):
         # a paced graph waits on purpose: no overhead to compare
