@@ -29,7 +29,32 @@ def _as_selector(rules: Any) -> Any:
     return SeriesSelector(rules)
 
 
-class DicomFolderSourceOp(Operator):
+class _ErrorsPortMixin:
+    """The optional ``errors`` port of the sources.
+
+    ``errors_port=False`` declares no such port: bad files are then logged (by file name) and
+    counted, nothing more. With the port declared (the default) it must be connected: Holoscan
+    would otherwise never tick the source (its transmitter has no receiver), so :meth:`start`
+    raises, naming the port, instead of the app ending silently with nothing processed. (Relaxing
+    the port's condition instead would drop error records whenever their sink is busy.)
+    """
+
+    def _check_errors_port(self) -> None:
+        if not self.errors_port:
+            return
+        graph = self.fragment.graph
+        if not any("errors" in graph.get_port_map(self, nxt) for nxt in graph.get_next_nodes(self)):
+            raise RuntimeError(
+                f"{type(self).__name__} {self.name!r}: output port 'errors' is not connected; connect it "
+                "(for example to ErrorSinkOp) or create the operator with errors_port=False"
+            )
+
+    def _emit_errors(self, op_output: Any, errors: list[ErrorRecord]) -> None:
+        if self.errors_port:
+            self._emit_errors(op_output, errors)
+
+
+class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
     """Reads a folder (recursive, DICOMDIR-aware) or files and emits decoded images in batches.
 
     Named inputs:
@@ -40,7 +65,8 @@ class DicomFolderSourceOp(Operator):
             with study/series/instance context and sidecar case data. May be empty.
         errors: ``list[ErrorRecord]`` — files that could not be loaded (reason codes
             ``not_dicom``, ``no_pixel_data``, ``unsupported_transfer_syntax``, ``decode_failed``,
-            ``too_large``, ``truncated``). May be empty.
+            ``too_large``, ``truncated``). May be empty. Optional: ``errors_port=False`` leaves it
+            out (errors are then only logged); declared, it must be connected (checked at start).
 
     Both ports are emitted on every tick. After the last batch the operator stops itself
     (``stop_execution``), so an app with only this source ends when the input is exhausted;
@@ -79,8 +105,10 @@ class DicomFolderSourceOp(Operator):
         decoding_plugin: str = "",
         selector: Any = None,
         gpu_jpeg: bool = False,
+        errors_port: bool = True,
         **kwargs: Any,
     ) -> None:
+        self.errors_port = bool(errors_port)
         self.input_paths = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
         self.batch_size = int(batch_size)
         self.loader = DicomLoader(
@@ -101,7 +129,8 @@ class DicomFolderSourceOp(Operator):
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.output("images")
-        spec.output("errors")
+        if self.errors_port:
+            spec.output("errors")
 
     def _file_done(self, result: FileResult) -> None:
         with self._lock:
@@ -117,6 +146,7 @@ class DicomFolderSourceOp(Operator):
             yield from self.loader.iter_batches(path, self.batch_size, on_file=self._file_done, files=files)
 
     def start(self) -> None:
+        self._check_errors_port()
         # Scan everything first so progress has a known total.
         self.files_total = sum(len(self.loader.scan(p)) for p in self.input_paths)
         self._batches = self._batch_generator()
@@ -125,7 +155,7 @@ class DicomFolderSourceOp(Operator):
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         images, errors = self._next if self._next is not None else ([], [])
         op_output.emit(images, "images")
-        op_output.emit(errors, "errors")
+        self._emit_errors(op_output, errors)
         self.images_emitted += len(images)
         self.errors_emitted += len(errors)
         self.batches_emitted += 1
@@ -181,7 +211,7 @@ class _PolledSourceMixin:
         images, self._images = self._images[: self.batch_size], self._images[self.batch_size :]
         errors, self._errors = self._errors, []
         op_output.emit(images, "images")
-        op_output.emit(errors, "errors")
+        self._emit_errors(op_output, errors)
         self.images_emitted += len(images)
         self.errors_emitted += len(errors)
         return bool(self._images)
@@ -190,7 +220,7 @@ class _PolledSourceMixin:
         return self.max_files is not None and self.files_done >= self.max_files
 
 
-class DicomWatchSourceOp(_PolledSourceMixin, Operator):
+class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
     """Watches a folder and emits images of DICOM files once they are completely written.
 
     Named inputs:
@@ -229,8 +259,10 @@ class DicomWatchSourceOp(_PolledSourceMixin, Operator):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         on_progress: ProgressCallback | None = None,
         selector: Any = None,
+        errors_port: bool = True,
         **kwargs: Any,
     ) -> None:
+        self.errors_port = bool(errors_port)
         self.watcher = FolderWatcher(watch_path, settle_seconds=settle_seconds,
                                      ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector))
@@ -245,7 +277,11 @@ class DicomWatchSourceOp(_PolledSourceMixin, Operator):
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.output("images")
-        spec.output("errors")
+        if self.errors_port:
+            spec.output("errors")
+
+    def start(self) -> None:
+        self._check_errors_port()
 
     def _report_progress(self, result: FileResult) -> None:
         if self.on_progress is not None:
@@ -269,7 +305,7 @@ class DicomWatchSourceOp(_PolledSourceMixin, Operator):
             self.stop_execution()
 
 
-class DicomStoreSCPSourceOp(_PolledSourceMixin, Operator):
+class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
     """Receives images over DICOM C-STORE (a pynetdicom SCP) and emits them decoded.
 
     Named inputs:
@@ -313,8 +349,10 @@ class DicomStoreSCPSourceOp(_PolledSourceMixin, Operator):
         workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         selector: Any = None,
+        errors_port: bool = True,
         **kwargs: Any,
     ) -> None:
+        self.errors_port = bool(errors_port)
         from burnscope.operators.dicom_loader.scp import DEFAULT_SOP_CLASSES, StoreSCP
 
         self.scp = StoreSCP(
@@ -337,9 +375,11 @@ class DicomStoreSCPSourceOp(_PolledSourceMixin, Operator):
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.output("images")
-        spec.output("errors")
+        if self.errors_port:
+            spec.output("errors")
 
     def start(self) -> None:
+        self._check_errors_port()
         self.scp.start()
         self._last_activity = time.monotonic()
 
