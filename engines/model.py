@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

@@ -51,7 +51,7 @@ class _ErrorsPortMixin:
 
     def _emit_errors(self, op_output: Any, errors: list[ErrorRecord]) -> None:
         if self.errors_port:
-            self._emit_errors(op_output, errors)
+            op_output.emit(errors, "errors")
 
 
 class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
