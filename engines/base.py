@@ -131,9 +131,10 @@ class Engine(abc.ABC):
         # Every backend normalises in-graph; normalising again is cheap and guards low precisions.
         return l2_normalize(out)
 
-    def warmup(self, iterations: int = 2) -> "Engine":
-        """Run each configured batch size a few times (allocations, autotuning, graph capture)."""
-        for size in self.batch_sizes:
+    def warmup(self, iterations: int = 2, sizes: Sequence[int] | None = None) -> "Engine":
+        """Run each configured batch size (or just ``sizes``) a few times: allocations,
+        autotuning, graph capture."""
+        for size in sizes or self.batch_sizes:
             dummy = np.zeros((size, 3, self.image_size, self.image_size), np.float32)
             for _ in range(iterations):
                 self.infer(dummy)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,10 +203,15 @@ def _default_corpus() -> list[str]:
 
 @dataclass
 class ModelBundle:
-    """A loaded BiomedCLIP: the torch model, its tokenizer and its provenance."""
+    """A BiomedCLIP: its provenance and configuration, and the torch model and tokenizer.
 
-    model: Any
-    tokenizer: Callable[[list[str]], Any]
+    The torch model is built on first use (``model``, ``tokenizer``): a run whose ONNX Runtime
+    engine and prompt embeddings are already cached for this ``fingerprint`` never builds it, which
+    saves most of the start-up time. ``logit_scale`` is kept in the cache beside them for the same
+    reason. ``loader`` returns ``(torch model, tokenizer)``.
+    """
+
+    loader: Callable[[], tuple[Any, Any]] = field(repr=False)
     info: ModelInfo
     config: dict[str, Any]
     fingerprint: str
@@ -214,6 +220,31 @@ class ModelBundle:
     #: The burn head that comes with a model folder (``engines/model_folder.py``), else None.
     head_path: Path | None = None
     tokenizer_dir: Path | None = None
+    _built: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, model: Any, tokenizer: Any, **fields: Any) -> "ModelBundle":
+        """A bundle around a model that is already built."""
+        return cls(loader=lambda: (model, tokenizer), _built=(model, tokenizer), **fields)
+
+    @property
+    def built(self) -> bool:
+        return self._built is not None
+
+    def _build(self) -> tuple[Any, Any]:
+        if self._built is None:
+            started = time.perf_counter()
+            self._built = self.loader()
+            log.info("built the torch model (%.1f s)", time.perf_counter() - started)
+        return self._built
+
+    @property
+    def model(self) -> Any:
+        return self._build()[0]
+
+    @property
+    def tokenizer(self) -> Callable[[list[str]], Any]:
+        return self._build()[1]
 
     @property
     def demo(self) -> bool:
@@ -221,7 +252,21 @@ class ModelBundle:
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp().item())
+        """exp of the model's learned logit scale; read from the cache when the model is not built."""
+        meta = Path(self.cache_dir) / "model-meta.json"
+        if not self.built and meta.is_file():
+            try:
+                return float(json.loads(meta.read_text())["logit_scale"])
+            except (ValueError, KeyError, OSError):
+                pass
+        value = float(self.model.logit_scale.detach().exp().item())
+        try:
+            tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"logit_scale": value}))
+            tmp.replace(meta)
+        except OSError:
+            pass
+        return value
 
     @property
     def embed_dim(self) -> int:
@@ -253,11 +298,12 @@ def load_biomedclip(
     seed: int = DEMO_SEED,
     allow_demo: bool = True,
 ) -> ModelBundle:
-    """Load BiomedCLIP with real weights when found (see module docs), else the demo model.
+    """BiomedCLIP with real weights when found (see module docs), else the demo model.
 
     A burnscope model folder or a MONAI bundle (``engines/model_folder.py``) brings its own
-    architecture config and burn head; ``config`` is then not used."""
-    import open_clip
+    architecture config and burn head; ``config`` is then not used. The torch model is built (and
+    the weights read) on first use: see :class:`ModelBundle`."""
+    from importlib.metadata import version
 
     from burnscope.engines.model_folder import find_model_folder, load_model_folder
 
@@ -266,19 +312,8 @@ def load_biomedclip(
         return load_model_folder(folder)
     cfg = load_model_config(config)
     weights = find_weights(model)
-    state = _load_state_dict(weights) if weights is not None else None  # a bad file fails before the build
-    torch_model = build_model(cfg, seed=seed)
     context_length = cfg["model_cfg"]["text_cfg"]["context_length"]
     if weights is not None:
-        missing, unexpected = torch_model.load_state_dict(state, strict=False)
-        # position_ids buffers differ between transformers versions; anything else is a mismatch.
-        missing = [k for k in missing if not k.endswith("position_ids")]
-        unexpected = [k for k in unexpected if not k.endswith("position_ids")]
-        if missing or unexpected:
-            raise ValueError(
-                f"{weights}: not BiomedCLIP weights for config {config!r} "
-                f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)"
-            )
         tokenizer_dir = weights.parent
         if not any((tokenizer_dir / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
             raise FileNotFoundError(f"{tokenizer_dir}: no tokenizer files (tokenizer.json or vocab.txt) beside the weights")
@@ -290,17 +325,31 @@ def load_biomedclip(
         if not allow_demo:
             raise FileNotFoundError("no BiomedCLIP weights found (--model, HOLOSCAN_MODEL_PATH, Hugging Face cache)")
         tokenizer_dir = demo_tokenizer_dir()
-        import torch
-
-        fingerprint = _digest([cfg["model_cfg"], "demo", seed, torch.__version__, str(tokenizer_dir.name)])
+        fingerprint = _digest([cfg["model_cfg"], "demo", seed, version("torch"), str(tokenizer_dir.name)])
         info = ModelInfo(name=cfg["name"], weights=f"demo (random, seed {seed})", demo=True)
         log.warning("%s: no BiomedCLIP weights found, using seeded random weights", DEMO_BANNER)
-    tokenizer = open_clip.tokenizer.HFTokenizer(str(tokenizer_dir), context_length=context_length)
+
+    def build() -> tuple[Any, Any]:
+        import open_clip
+
+        state = _load_state_dict(weights) if weights is not None else None  # a bad file fails before the build
+        torch_model = build_model(cfg, seed=seed)
+        if state is not None:
+            missing, unexpected = torch_model.load_state_dict(state, strict=False)
+            # position_ids buffers differ between transformers versions; anything else is a mismatch.
+            missing = [k for k in missing if not k.endswith("position_ids")]
+            unexpected = [k for k in unexpected if not k.endswith("position_ids")]
+            if missing or unexpected:
+                raise ValueError(
+                    f"{weights}: not BiomedCLIP weights for config {config!r} "
+                    f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)"
+                )
+        return torch_model, open_clip.tokenizer.HFTokenizer(str(tokenizer_dir), context_length=context_length)
+
     bundle_cache = cache_root() / "models" / fingerprint
     bundle_cache.mkdir(parents=True, exist_ok=True)
     return ModelBundle(
-        model=torch_model,
-        tokenizer=tokenizer,
+        loader=build,
         info=info,
         config=cfg,
         fingerprint=fingerprint,

@@ -192,9 +192,9 @@ def load_model_folder(folder: str | os.PathLike):
     cache = m.cache_root() / "models" / fingerprint
     cache.mkdir(parents=True, exist_ok=True)
     context_length = cfg["model_cfg"]["text_cfg"]["context_length"]
-    bundle = m.ModelBundle(
-        model=torch_model,
-        tokenizer=open_clip.tokenizer.HFTokenizer(str(folder), context_length=context_length),
+    bundle = m.ModelBundle.of(
+        torch_model,
+        open_clip.tokenizer.HFTokenizer(str(folder), context_length=context_length),
         info=info,
         config=cfg,
         fingerprint=fingerprint,

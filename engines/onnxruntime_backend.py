@@ -64,6 +64,13 @@ class OnnxRuntimeEngine(Engine):
         self._output = self.session.get_outputs()[0]
         self._input_dtype = np.float16 if "float16" in self._input.type else np.float32
 
+    def warmup(self, iterations: int = 2, sizes: Sequence[int] | None = None) -> "OnnxRuntimeEngine":
+        """On the CPU, ONNX Runtime compiles nothing per batch size: one batch-1 run (allocations)
+        is the whole warm-up, and a batch of 8 at start would cost seconds before the first image."""
+        if self.device == "cpu":
+            return super().warmup(iterations=1, sizes=[1])
+        return super().warmup(iterations, sizes)
+
     def _model_file(self, calibration, recipe) -> Path:
         from burnscope.engines import export
 

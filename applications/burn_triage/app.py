@@ -80,7 +80,8 @@ def build_components(settings: dict[str, Any], model: str | None = None) -> Tria
         # static INT8: calibrated on the installed sample photographs when no model is cached yet
         **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
     )
-    engine.warmup()
+    # Once, at the run's own batch size: the other sizes a run meets are warm after their first batch.
+    engine.warmup(iterations=1, sizes=[int(settings["source"]["batch_size"])])
     preprocessor = Preprocessor.from_config(
         bundle.preprocess_cfg, device=settings["preprocess"]["device"], dtype=settings["preprocess"]["dtype"]
     )
