@@ -36,7 +36,7 @@ CONFIG_OPT = typer.Option(None, "-c", "--config", help="YAML overriding applicat
 
 # The application's engine choice (``burnscope run`` / ``bench burn-triage``): unset = from the config.
 BACKEND_OPT = typer.Option(None, "--backend", help="auto | onnxruntime | torch | tensorrt (auto: torch on a GPU, onnxruntime on CPU).")
-PRECISION_OPT = typer.Option(None, "--precision", help="auto | fp32 | fp16 | bf16 | int8 (auto: fp16 on a GPU, fp32 on CPU).")
+PRECISION_OPT = typer.Option(None, "--precision", help="auto | fp32 | fp16 | bf16 | int8 | int8-dynamic | fp8 (auto: fp16 on a GPU, fp32 on CPU).")
 DEVICE_OPT = typer.Option(None, "--device", help="auto | cpu | gpu.")
 SCHEDULER_OPT = typer.Option(None, "--scheduler", help="greedy | event_based.")
 
