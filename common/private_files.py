@@ -10,6 +10,7 @@ exist are left as they are: a site may have given its report folder to a group o
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -65,9 +66,15 @@ def write_private(path: str | os.PathLike, data: str | bytes) -> None:
         handle.write(data)
 
 
-def make_private(path: str | os.PathLike) -> None:
-    """Set an existing file to 0600 (e.g. a database a library created)."""
-    os.chmod(path, FILE_MODE)
+def make_private(*paths: str | os.PathLike) -> None:
+    """Set existing files to 0600 (e.g. a database a library created); missing ones, and files
+    of another owner (which only that owner may change), are left alone."""
+    for path in paths:
+        try:
+            if stat.S_IMODE(os.stat(path).st_mode) != FILE_MODE:
+                os.chmod(path, FILE_MODE)
+        except (FileNotFoundError, PermissionError):
+            continue
 
 
 __all__ = ["DIR_MODE", "FILE_MODE", "make_private", "open_private", "private_dirs", "write_private"]

@@ -173,18 +173,32 @@ def describe_ssl_error(exc: BaseException) -> str:
 
 
 class _RecordingSSLSocket(ssl.SSLSocket):
-    """Keeps the last handshake failure on its context, for libraries that swallow it."""
+    """Keeps the last TLS failure on its context, for libraries that swallow it.
 
-    def do_handshake(self, block: bool = False) -> None:  # noqa: D401
+    With TLS 1.3 a server refuses a client certificate after the client's handshake finished,
+    so the alert shows up on the first read: reads are watched too.
+    """
+
+    def _record(self, exc: BaseException) -> None:
+        self.context.last_handshake_error = describe_ssl_error(exc)  # type: ignore[attr-defined]
+
+    def do_handshake(self, block: bool = False) -> None:
         try:
             super().do_handshake(block)
         except (ssl.SSLError, OSError) as exc:
-            self.context.last_handshake_error = describe_ssl_error(exc)  # type: ignore[attr-defined]
+            self._record(exc)
+            raise
+
+    def recv(self, *args, **kwargs):
+        try:
+            return super().recv(*args, **kwargs)
+        except ssl.SSLError as exc:
+            self._record(exc)
             raise
 
 
 def record_handshake_errors(ctx: ssl.SSLContext) -> ssl.SSLContext:
-    """Make ``ctx`` remember its last client-side handshake failure in ``ctx.last_handshake_error``.
+    """Make ``ctx`` remember its last client-side TLS failure in ``ctx.last_handshake_error``.
 
     pynetdicom logs a failed TLS connect and reports only "no connection"; with this the
     C-STORE SCU can say why (untrusted certificate, client certificate required, ...).
