@@ -65,13 +65,14 @@ def redact(text: str) -> str:
 
 def _read_file(path: str) -> str:
     p = Path(path).expanduser()
-    if not p.exists():
-        raise SecretError(f"file not found: {p}")
-    if not p.is_file():
-        raise SecretError(f"not a file: {p}")
     try:
+        mode = p.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise SecretError(f"not a file: {p}")
         data = p.read_bytes()
-    except OSError as exc:
+    except FileNotFoundError:
+        raise SecretError(f"file not found: {p}") from None
+    except OSError as exc:  # permission denied (on the file or a folder above it), I/O error
         raise SecretError(f"cannot be read: {p} ({exc.strerror or type(exc).__name__})") from None
     try:
         value = data.decode("utf-8").strip()
@@ -81,7 +82,6 @@ def _read_file(path: str) -> str:
         raise SecretError(f"is empty: {p}")
     if "\n" in value:
         raise SecretError(f"holds more than one line: {p}")
-    mode = p.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("secret file %s can be read by other users (mode %03o); chmod 600 it", p, mode & 0o777)
     return value
@@ -100,11 +100,14 @@ def _read_env(name: str) -> str:
 def read_secret(file: str | os.PathLike | None = None, env: str | None = None) -> str:
     """The secret in ``file`` (one line; surrounding white space dropped) or in ``$env``.
 
-    Exactly one of the two must be given. Raises :class:`SecretError`.
+    Exactly one of the two must be given. Raises :class:`SecretError`. The first secret read
+    turns on :func:`install_log_redaction` for the process.
     """
     if bool(file) == bool(env):
         raise SecretError("give exactly one of a file and an environment variable")
-    return remember(_read_file(str(file)) if file else _read_env(str(env)))
+    value = remember(_read_file(str(file)) if file else _read_env(str(env)))
+    install_log_redaction()
+    return value
 
 
 def _redacting_factory(previous):

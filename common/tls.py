@@ -42,14 +42,14 @@ class TlsError(ValueError):
 
 def _readable_file(key: str, path: str | os.PathLike) -> str:
     p = Path(path)
-    if not p.exists():
-        raise TlsError(key, f"file not found: {p}")
-    if not p.is_file():
-        raise TlsError(key, f"not a file: {p}")
     try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise TlsError(key, f"not a file: {p}")
         with open(p, "rb") as handle:
             head = handle.read(65536)  # PEM files may open with comment lines
-    except OSError as exc:
+    except FileNotFoundError:
+        raise TlsError(key, f"file not found: {p}") from None
+    except OSError as exc:  # permission denied (on the file or a folder above it), I/O error
         raise TlsError(key, f"cannot be read: {p} ({exc.strerror or type(exc).__name__})") from None
     if b"-----BEGIN " not in head:
         raise TlsError(key, f"not a PEM file: {p}")
@@ -115,10 +115,10 @@ def server_context(
     TLS); false with a ``ca``: verify a certificate when one is presented; false without:
     accept any client (TLS protects the data, the AE title and address checks do the rest).
     """
-    if require_client_cert and not ca:
-        raise TlsError("ca", "needed to verify client certificates (or set require_client_cert: false)")
     ctx = _base_context(ssl.Purpose.CLIENT_AUTH)
     _load_chain(ctx, cert, key)
+    if require_client_cert and not ca:
+        raise TlsError("ca", "needed to verify client certificates (or set require_client_cert: false)")
     if ca:
         _load_ca(ctx, ca)
         ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL

@@ -48,12 +48,14 @@ def info(
 
 def _prepare(app_name: str, input_path: Optional[Path], config: Optional[Path], overrides: dict) -> dict:
     """Validate the options that need no model; return the merged settings."""
+    from burnscope.applications.burn_triage.security import check_security
     from burnscope.applications.burn_triage.settings import SettingsError, load_settings
 
     if app_name not in APPLICATIONS:
         fail(f"unknown application {app_name!r}; available: {', '.join(APPLICATIONS)}")
     try:
         settings = load_settings(config, overrides)
+        check_security(settings)  # certificates, keys and secrets usable: before anything starts
     except SettingsError as exc:
         fail(str(exc))
     kind = settings["source"]["kind"]
@@ -113,6 +115,8 @@ def _print_summary(summary: dict) -> None:
     table.add_row("errors", str(summary["errors"]))
     for reason, count in summary["error_reasons"].items():
         table.add_row(f"  error: {reason}", str(count))
+    if "rejected_associations" in summary:
+        table.add_row("associations refused (SCP access control)", str(summary["rejected_associations"]))
     for key, count in (summary.get("delivery") or {}).items():
         table.add_row(f"delivery: {key}", str(count))
     console.print(table)
@@ -151,6 +155,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from burnscope.applications.burn_triage.runner import run_triage, write_json
+    from burnscope.common.private_files import private_dirs
 
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     if case is not None:
@@ -172,7 +177,7 @@ def run(
         input_path = input_path or output_dir
     settings = _prepare(app_name, input_path, config, overrides)
     components = _load_components(settings, model)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    private_dirs(output_dir)  # reports hold patient data: a new folder is the owner's only (0700)
     if settings["source"]["kind"] != "folder":
         scp = settings["source"]["scp"]
         where = f"port {scp['port']} as {scp['ae_title']}" if settings["source"]["kind"] == "scp" else str(input_path)

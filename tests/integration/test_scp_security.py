@@ -220,3 +220,46 @@ def test_tls_settings_errors_name_the_key(pki, tmp_path):
     not_a_ca.write_bytes(pki.server.key.read_bytes())
     with pytest.raises(TlsError, match="^ca: .* holds no PEM CA certificate"):
         client_context(ca=not_a_ca)
+
+
+# --- the application: refusals reach summary.json; the spool is private ------------------------
+
+
+def test_the_app_counts_refused_associations_in_its_summary(tmp_path):
+    import json
+    import stat
+
+    from fixtures.dicom_helpers import in_background, pynetdicom_send, wait_for_port
+
+    from burnscope.applications.burn_triage.app import build_components
+    from burnscope.applications.burn_triage.runner import run_triage, write_json
+    from burnscope.applications.burn_triage.settings import load_settings
+
+    port = free_port()
+    spool = tmp_path / "spool"
+    settings = load_settings(overrides={
+        "inference": {"model_config": "biomedclip-tiny"},
+        "report": {"formats": ["json"]},
+        "source": {"kind": "scp", "max_files": len(GOOD_FILES), "stop_after_idle": 30,
+                   "scp": {"port": port, "sop_classes": "all", "spool_dir": str(spool),
+                           "allowed_calling_aets": ["MODALITY"]}},
+    })
+    statuses = []
+
+    def send():
+        wait_for_port(port)
+        assert _store(port, calling="INTRUDER")[0].is_rejected
+        statuses.extend(pynetdicom_send(port, GOOD_FILES, ae_title="MODALITY"))
+
+    components = build_components(settings)
+    thread = in_background(send)
+    summary = run_triage(settings, tmp_path, tmp_path / "out", components)
+    thread.join(timeout=30)
+    write_json(summary, tmp_path / "out" / "summary.json")
+    assert statuses == [0] * len(GOOD_FILES)
+    assert summary["rejected_associations"] == 1
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rejected_associations"] == 1
+    spooled = list(spool.glob("*.dcm"))
+    assert len(spooled) == len(GOOD_FILES)
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in spooled} == {0o600}
