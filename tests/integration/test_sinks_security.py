@@ -233,23 +233,19 @@ def test_cstore_over_dicom_tls_to_burnscope_s_own_scp(tmp_path, pki):
         assert service.drain(timeout_s=20)
         service.close()
         assert len(scp.drain()) == 2
-        # no client certificate: the SCP refuses the handshake; the outbox retries, then fails
-        no_cert = dict(dest, tls={"ca": str(pki.ca)})
-        service = _service(tmp_path / "nocert", no_cert, max_attempts=2)
-        service.submit(_sr_bundles(1))
-        service.drain(timeout_s=10)
-        service.close()
-        (row,) = service.outbox.rows()
-        assert row["status"] == "failed" and "(TLS: " in row["last_error"], row["last_error"]
-        # an SCP certificate we cannot verify
-        untrusted = dict(dest, tls={"ca": str(pki.rogue_ca), "cert": str(pki.client.cert),
-                                    "key": str(pki.client.key)})
-        service = _service(tmp_path / "untrusted", untrusted, max_attempts=1)
-        service.submit(_sr_bundles(1))
-        service.drain(timeout_s=10)
-        service.close()
-        (row,) = service.outbox.rows()
-        assert row["status"] == "failed" and "(TLS: certificate not trusted (" in row["last_error"], row["last_error"]
+        failing = {
+            # no client certificate: the SCP refuses it; the outbox retries, then fails
+            "nocert": (dict(dest, tls={"ca": str(pki.ca)}), "(TLS: the peer requires a client certificate)"),
+            # an SCP certificate we cannot verify
+            "untrusted": (dict(dest, tls={**dest["tls"], "ca": str(pki.rogue_ca)}), "(TLS: certificate not trusted ("),
+        }
+        for name, (settings, reason) in failing.items():
+            service = _service(tmp_path / name, settings, max_attempts=2)
+            service.submit(_sr_bundles(1))
+            service.drain(timeout_s=10)
+            service.close()
+            (row,) = service.outbox.rows()
+            assert row["status"] == "failed" and row["attempts"] == 2 and reason in row["last_error"], row
         assert scp.drain() == []
     finally:
         scp.stop()
