@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from burnscope.common.messages import DEMO_BANNER
