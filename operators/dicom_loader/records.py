@@ -20,6 +20,8 @@ REASONS = (
     "decode_failed",
     "too_large",
     "truncated",
+    "decoder_crashed",  # the decoder crashed (segfault, abort, Rust panic, out of memory)
+    "decode_timeout",  # decoding took longer than the per-file limit; the decoder was stopped
 )
 
 
