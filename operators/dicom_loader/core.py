@@ -71,13 +71,19 @@ class _PluginFailureFilter(logging.Filter):
         if record.exc_info is None and record.exc_text is None:
             return True
         record.exc_info, record.exc_text = None, None
-        return logging.getLogger("pydicom").isEnabledFor(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+#: pydicom's loggers that log exceptions with their tracebacks (a filter on a logger sees only
+#: the records logged to that logger itself, not its children's).
+_PYDICOM_LOGGERS = ("pydicom", "pydicom.pixels.decoders.base", "pydicom.dataset", "pydicom.filebase")
 
 
 def _quiet_plugin_failures() -> None:
-    logger = logging.getLogger("pydicom")
-    if not any(isinstance(f, _PluginFailureFilter) for f in logger.filters):
-        logger.addFilter(_PluginFailureFilter())
+    for name in _PYDICOM_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _PluginFailureFilter) for f in logger.filters):
+            logger.addFilter(_PluginFailureFilter())
 
 
 def _crash_message(exc: BaseException) -> str:
@@ -178,8 +184,8 @@ class DicomLoader:
 
     @staticmethod
     def _log_result(result: FileResult) -> None:
-        if result.error is not None:
-            log.warning("%s: %s (%s)", result.path.name, result.error.reason, result.error.message)
+        if result.error is not None:  # INFO: the app's error sink reports it (one line per file)
+            log.info("%s: %s (%s)", result.path.name, result.error.reason, result.error.message)
         elif result.skipped:
             log.debug("%s: not selected", result.path.name)
         else:

@@ -12,7 +12,10 @@ libjpeg, CharLS) can segfault or abort, a Rust decoder (pylibjpeg-rle) can panic
   becomes ``decode_timeout``, and a fresh worker takes its place;
 * every worker runs under an address-space limit (``memory_mb``, ``RLIMIT_AS``): an allocation
   past it fails inside the worker (``MemoryError`` → ``decoder_crashed``) instead of swapping
-  the host.
+  the host;
+* a worker whose resident memory has grown past ``recycle_rss_mb`` is replaced after the file
+  it finished (codecs leak on damaged input: pylibjpeg-libjpeg keeps about 200 KB per JPEG frame
+  it fails to decode), so a long-running service stays flat.
 
 Results come back in input order. Decoded pixels of one image above ``SHM_MIN_BYTES`` travel
 through a POSIX shared-memory file that the parent maps (no pickling, no copy on the receiving
@@ -52,6 +55,8 @@ DEFAULT_TIMEOUT_S = 30.0
 #: Default address-space limit of one worker (MiB): room for the largest image ``max_pixels``
 #: allows (128 Mpx RGB is 384 MiB) and the decoders' intermediate copies.
 DEFAULT_MEMORY_MB = 4096
+#: Default resident size (MiB) past which a worker is replaced after its current file.
+DEFAULT_RECYCLE_RSS_MB = 1024
 #: Pixel arrays at least this large come back through shared memory instead of the pipe.
 SHM_MIN_BYTES = 256 * 1024
 _START_TIMEOUT_S = 120.0
@@ -172,12 +177,20 @@ def _worker_main(conn: Connection, loader: Any, memory_mb: int | None, worker_in
                     pixels = record.pixels
                     if isinstance(pixels, np.ndarray) and pixels.nbytes >= SHM_MIN_BYTES:
                         record.pixels = _to_shared(np.ascontiguousarray(pixels), f"{prefix}{next(counter)}")
-            conn.send((task_id, result))
+            conn.send((task_id, result, _rss_mb()))
         except MemoryError:
             _remove_shared(prefix)
-            conn.send((task_id, _error(result.path, "decoder_crashed", "the decoder ran out of memory")))
+            conn.send((task_id, _error(result.path, "decoder_crashed", "the decoder ran out of memory"), _rss_mb()))
         except (EOFError, OSError, BrokenPipeError):
             return
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _error(path: Path, reason: str, message: str, uid: str = "") -> FileResult:
@@ -193,6 +206,7 @@ class _Worker:
     conn: Connection
     task: tuple[int, Path, Path | None] | None = None
     started: float = 0.0
+    rss_mb: float = 0.0
 
 
 class DecodePool:
@@ -208,6 +222,7 @@ class DecodePool:
             register extra pydicom pixel-data plugins).
         context: multiprocessing start method, ``"forkserver"`` (default) or ``"spawn"``.
         quiet: workers print nothing (default); False leaves their stderr on the terminal.
+        recycle_rss_mb: replace a worker once its resident memory exceeds this (MiB; 0: never).
 
     Workers start on first use and are reused until :meth:`close`.
     """
@@ -221,6 +236,7 @@ class DecodePool:
         worker_init: Callable[[], None] | None = None,
         context: str = "forkserver",
         quiet: bool = True,
+        recycle_rss_mb: float = DEFAULT_RECYCLE_RSS_MB,
     ) -> None:
         if context not in ("forkserver", "spawn"):
             raise ValueError(f"context must be 'forkserver' or 'spawn', not {context!r}")
@@ -230,13 +246,16 @@ class DecodePool:
         self.memory_mb = memory_mb
         self.worker_init = worker_init
         self.quiet = quiet
+        self.recycle_rss_mb = float(recycle_rss_mb or 0)
         self._ctx = multiprocessing.get_context(context)
         if context == "forkserver":
             self._ctx.set_forkserver_preload(_PRELOAD)
         self._use_shm = _shm_available()
         self._pool: list[_Worker] = []
         self._task_ids = itertools.count()
-        #: Counters: ``crashed`` (workers lost to a crash), ``timed_out`` (killed), ``started``.
+        #: Counters: ``crashed`` (workers lost to a crash), ``timed_out`` (killed), ``recycled``
+        #: (replaced for their memory), ``started``.
+        self.recycled = 0
         self.crashed = 0
         self.timed_out = 0
         self.started = 0
@@ -273,6 +292,9 @@ class DecodePool:
         if kill and worker.process.is_alive():
             worker.process.kill()
         worker.process.join(timeout=5)
+        if worker.process.is_alive():  # did not exit when asked
+            worker.process.kill()
+            worker.process.join(timeout=5)
         worker.conn.close()
         if self._use_shm and worker.process.pid is not None:
             _remove_shared(f"{_SHM_PREFIX}-{os.getpid()}-{worker.process.pid}-")
@@ -313,7 +335,7 @@ class DecodePool:
     def _receive(self, worker: _Worker) -> FileResult | None:
         """The worker's result, or None when it died before sending one."""
         try:
-            task_id, result = worker.conn.recv()
+            task_id, result, worker.rss_mb = worker.conn.recv()
         except (EOFError, OSError):
             return None
         except Exception as exc:  # an unpicklable result: report it, keep the worker
@@ -386,6 +408,10 @@ class DecodePool:
                         else:
                             results[index] = result
                             worker.task = None
+                            if self.recycle_rss_mb and worker.rss_mb > self.recycle_rss_mb:
+                                self.recycled += 1
+                                worker.conn.send(None)  # idle: it exits on its own
+                                self._replace(worker, kill=False)
                     elif self.timeout_s is not None and now - worker.started >= self.timeout_s:
                         self.timed_out += 1
                         results[index] = _error(
@@ -401,4 +427,4 @@ class DecodePool:
             raise
 
 
-__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "SHM_MIN_BYTES", "DecodePool"]
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_RECYCLE_RSS_MB", "DEFAULT_TIMEOUT_S", "SHM_MIN_BYTES", "DecodePool"]
