@@ -103,6 +103,19 @@ def wrap_photo(
         raise ValueError(f"unknown metadata key(s): {', '.join(sorted(unknown))}")
     photo = Path(photo)
     data = photo.read_bytes()
+    try:
+        fmt, width, height, mode, taken, jpeg, sof, decoded = _read_photo(data)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"photo too large: {exc}") from None
+    except OSError:
+        raise  # Pillow's "cannot identify image file", a truncated file
+    except Exception as exc:  # Pillow raises SyntaxError, struct.error, ... on damaged files
+        raise ValueError(f"not a readable JPEG or PNG photograph ({type(exc).__name__}: {exc})") from None
+    return _write(_dataset(meta, fmt, width, height, mode, taken, jpeg, sof, decoded), Path(out_path))
+
+
+def _read_photo(data: bytes) -> tuple[Any, ...]:
+    """Format, size, mode, EXIF date, the JPEG to embed (or None) and its SOF, or decoded pixels."""
     with Image.open(io.BytesIO(data)) as img:
         fmt = img.format
         width, height, mode = img.width, img.height, img.mode
@@ -116,6 +129,12 @@ def wrap_photo(
                 jpeg = stripped
         if jpeg is None:
             decoded = np.asarray(img.convert("L" if mode in ("L", "I;16", "I") else "RGB"))
+    return fmt, width, height, mode, taken, jpeg, sof, decoded
+
+
+def _dataset(meta: dict[str, Any], fmt: str, width: int, height: int, mode: str, taken: Any, jpeg: bytes | None,
+            sof: int, decoded: np.ndarray | None) -> Dataset:
+    """The VL Photographic Image dataset of a photo read by :func:`_read_photo`."""
     now = _dt.datetime.now()
     exif_date = str(taken).split(" ")[0].replace(":", "") if taken else ""
     exif_time = str(taken).split(" ")[1].replace(":", "") if taken and " " in str(taken) else ""
@@ -200,7 +219,10 @@ def wrap_photo(
     fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = fm
     ds.preamble = b"\x00" * 128
-    out_path = Path(out_path)
+    return ds
+
+
+def _write(ds: Dataset, out_path: Path) -> Dataset:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out_path, enforce_file_format=True)
     return ds
