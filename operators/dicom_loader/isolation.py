@@ -38,7 +38,8 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ DEFAULT_RECYCLE_RSS_MB = 1024
 #: Pixel arrays at least this large come back through shared memory instead of the pipe.
 SHM_MIN_BYTES = 256 * 1024
 _START_TIMEOUT_S = 120.0
+_DEPTH = 2  # files queued per worker
 _SHM_DIR = Path("/dev/shm")
 _SHM_PREFIX = "burnscope-decode"
 #: Modules the fork server imports once, so that each new worker starts warm.
@@ -204,9 +206,12 @@ def _error(path: Path, reason: str, message: str, uid: str = "") -> FileResult:
 class _Worker:
     process: Any
     conn: Connection
-    task: tuple[int, Path, Path | None] | None = None
+    #: Files sent to this worker and not answered yet, in the order it works on them.
+    tasks: deque[tuple[int, Path, Path | None]] = field(default_factory=deque)
+    #: When the worker began the first of ``tasks`` (it starts the next as it answers one).
     started: float = 0.0
     rss_mb: float = 0.0
+    retiring: bool = False
 
 
 class DecodePool:
@@ -252,7 +257,6 @@ class DecodePool:
             self._ctx.set_forkserver_preload(_PRELOAD)
         self._use_shm = _shm_available()
         self._pool: list[_Worker] = []
-        self._task_ids = itertools.count()
         #: Counters: ``crashed`` (workers lost to a crash), ``timed_out`` (killed), ``recycled``
         #: (replaced for their memory), ``started``.
         self.recycled = 0
@@ -310,12 +314,12 @@ class DecodePool:
         pool, self._pool = self._pool, []
         for worker in pool:
             try:
-                if worker.task is None:
+                if not worker.tasks:
                     worker.conn.send(None)
             except (OSError, ValueError):
                 pass
         for worker in pool:
-            if worker.task is None:
+            if not worker.tasks:
                 worker.process.join(timeout=2)
             self._retire(worker, kill=True)
 
@@ -339,8 +343,7 @@ class DecodePool:
         except (EOFError, OSError):
             return None
         except Exception as exc:  # an unpicklable result: report it, keep the worker
-            assert worker.task is not None
-            return _error(worker.task[1], "decoder_crashed", f"result could not be read back: {type(exc).__name__}")
+            return _error(worker.tasks[0][1], "decoder_crashed", f"result could not be read back: {type(exc).__name__}")
         if self._use_shm:
             for record in result.images:
                 if isinstance(record.pixels, _Shared):
@@ -348,7 +351,6 @@ class DecodePool:
         return result
 
     def _crash_record(self, worker: _Worker) -> FileResult:
-        assert worker.task is not None
         worker.process.join(timeout=5)
         code = worker.process.exitcode
         if code is not None and code < 0:
@@ -358,7 +360,7 @@ class DecodePool:
         else:
             how = "it stopped answering"
         self.crashed += 1
-        return _error(worker.task[1], "decoder_crashed", f"the decoder crashed ({how}); the file was skipped")
+        return _error(worker.tasks[0][1], "decoder_crashed", f"the decoder crashed ({how}); the file was skipped")
 
     def map(self, pairs: Iterable[tuple[Path, Path | None]]) -> Iterator[FileResult]:
         """Load ``(path, root)`` pairs in the workers; yield one result per pair, in input order."""
@@ -375,22 +377,37 @@ class DecodePool:
                 raise
         window = len(self._pool) * 4  # results buffered out of order at most
         results: dict[int, FileResult] = {}
+        retry: deque[int] = deque()  # files sent to a worker that died before starting them
         next_in, next_out = 0, 0
+
+        def requeue(worker: _Worker) -> None:
+            """The worker's files after the one it was on go back to the queue, in order."""
+            retry.extendleft(index for index, _, _ in reversed(list(worker.tasks)[1:]))
+
         try:
             while next_out < len(items):
                 for worker in self._pool:
-                    if worker.task is None and next_in < len(items) and next_in < next_out + window:
-                        path, root = items[next_in]
-                        worker.task = (next_in, Path(path), Path(root) if root is not None else None)
-                        worker.started = time.monotonic()
+                    # two files per worker: it starts the next one while the parent reads a result
+                    while len(worker.tasks) < _DEPTH and not worker.retiring and (
+                        retry or (next_in < len(items) and next_in < next_out + window)
+                    ):
+                        from_retry = bool(retry)
+                        index = retry.popleft() if from_retry else next_in
+                        path, root = items[index]
                         try:
-                            worker.conn.send((next(self._task_ids), str(path), None if root is None else str(root)))
-                        except (OSError, ValueError):  # died while idle: give the file to a new one
-                            worker.task = None
-                            self._replace(worker, kill=True)
-                            continue
-                        next_in += 1
-                busy = [w for w in self._pool if w.task is not None]
+                            worker.conn.send((index, str(path), None if root is None else str(root)))
+                        except (OSError, ValueError):  # the worker died: the file waits for another
+                            if from_retry:
+                                retry.appendleft(index)
+                            if not worker.tasks:  # died idle (a busy one is handled below)
+                                self._replace(worker, kill=True)
+                            break
+                        if index == next_in:
+                            next_in += 1
+                        if not worker.tasks:
+                            worker.started = time.monotonic()
+                        worker.tasks.append((index, Path(path), Path(root) if root is not None else None))
+                busy = [w for w in self._pool if w.tasks]
                 timeout = None
                 if self.timeout_s is not None and busy:
                     oldest = min(w.started for w in busy)
@@ -398,26 +415,30 @@ class DecodePool:
                 ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout))
                 now = time.monotonic()
                 for worker in busy:
-                    assert worker.task is not None
-                    index = worker.task[0]
+                    index = worker.tasks[0][0]
                     if worker.conn in ready or worker.process.sentinel in ready:
                         result = self._receive(worker) if worker.conn.poll() else None
                         if result is None:
                             results[index] = self._crash_record(worker)
+                            requeue(worker)
                             self._replace(worker, kill=True)
-                        else:
-                            results[index] = result
-                            worker.task = None
-                            if self.recycle_rss_mb and worker.rss_mb > self.recycle_rss_mb:
-                                self.recycled += 1
-                                worker.conn.send(None)  # idle: it exits on its own
-                                self._replace(worker, kill=False)
+                            continue
+                        results[index] = result
+                        worker.tasks.popleft()
+                        worker.started = now
+                        if self.recycle_rss_mb and worker.rss_mb > self.recycle_rss_mb:
+                            worker.retiring = True  # no new files; replaced once its queue is empty
+                        if worker.retiring and not worker.tasks:
+                            self.recycled += 1
+                            worker.conn.send(None)  # idle: it exits on its own
+                            self._replace(worker, kill=False)
                     elif self.timeout_s is not None and now - worker.started >= self.timeout_s:
                         self.timed_out += 1
                         results[index] = _error(
-                            worker.task[1], "decode_timeout",
+                            worker.tasks[0][1], "decode_timeout",
                             f"decoding took longer than {self.timeout_s:g} s; the decoder was stopped",
                         )
+                        requeue(worker)
                         self._replace(worker, kill=True)
                 while next_out in results:
                     yield results.pop(next_out)
