@@ -37,10 +37,14 @@ def _read_dataset(path: Path) -> Dataset:
         pass  # maybe a bare dataset without preamble/meta: try once more below
     except (EOFError, OSError) as exc:
         raise LoaderError("truncated", f"file ends early: {exc}") from exc
+    except MemoryError as exc:  # reading the pixel data needed more than the worker may use
+        raise LoaderError("decoder_crashed", "reading the file ran out of memory") from exc
     except Exception as exc:
         raise LoaderError("not_dicom", f"not readable as DICOM: {exc}") from exc
     try:
         ds = pydicom.dcmread(path, force=True)
+    except MemoryError as exc:
+        raise LoaderError("decoder_crashed", "reading the file ran out of memory") from exc
     except (EOFError,) as exc:
         raise LoaderError("not_dicom", "no DICOM header and not parseable as a dataset") from exc
     except Exception as exc:
