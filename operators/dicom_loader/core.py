@@ -99,7 +99,8 @@ class DicomLoader:
         workers: decoding threads (pydicom's decoders release the GIL); 1 decodes serially.
         ignore: file-name patterns the folder scan skips.
         read_sidecars: attach ``case.json`` / ``<stem>.json`` case data to each image.
-        isolate: decode in ``workers`` supervised worker processes (default): a decoder that
+        isolate: decode in ``workers`` supervised worker processes (default, except with
+            ``gpu_jpeg``, which decodes in this process): a decoder that
             crashes (segfault, abort, Rust panic) or exceeds ``decode_timeout_s`` costs one file
             (``decoder_crashed`` / ``decode_timeout``) and its worker is replaced. False decodes
             in this process (trusted input only; a native crash then ends the process). Call
@@ -134,7 +135,7 @@ class DicomLoader:
         selector: Callable[[Dataset], bool] | None = None,
         quiet_validation: bool = True,
         gpu_jpeg: bool = False,
-        isolate: bool = True,
+        isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         worker_init: Callable[[], None] | None = None,
@@ -144,7 +145,7 @@ class DicomLoader:
         if gpu_jpeg and isolate:
             raise ValueError("gpu_jpeg needs isolate=False (GPU arrays do not cross processes)")
         self.gpu_jpeg = gpu_jpeg
-        self.isolate = bool(isolate)
+        self.isolate = not gpu_jpeg if isolate is None else bool(isolate)
         self.decode_timeout_s = float(decode_timeout_s) if decode_timeout_s else 0.0
         self.worker_memory_mb = worker_memory_mb
         self.worker_init = worker_init

@@ -51,9 +51,9 @@ class DicomFolderSourceOp(Operator):
         input_path: a folder, a file, a DICOMDIR, or a list of them.
         batch_size: images per emitted batch (default 8).
         workers: decode worker processes (isolated, the default) or threads (default: min(8, CPU count)).
-        isolate: decode in supervised worker processes (default True): a codec crash or hang costs
-            one file (``decoder_crashed`` / ``decode_timeout``), never the run. False only for
-            trusted input.
+        isolate: decode in supervised worker processes (the default; with ``gpu_jpeg`` the default
+            is in-process): a codec crash or hang costs one file (``decoder_crashed`` /
+            ``decode_timeout``), never the run. False only for trusted input.
         decode_timeout_s: seconds one file may take to decode (isolated; default 30).
         worker_memory_mb: address-space limit per decode worker (isolated; default 4096; 0: none).
         max_pixels: per-file limit on rows × columns × frames (``too_large`` beyond).
@@ -85,7 +85,7 @@ class DicomFolderSourceOp(Operator):
         decoding_plugin: str = "",
         selector: Any = None,
         gpu_jpeg: bool = False,
-        isolate: bool = True,
+        isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         **kwargs: Any,
@@ -240,7 +240,7 @@ class DicomWatchSourceOp(_PolledSourceMixin, Operator):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         on_progress: ProgressCallback | None = None,
         selector: Any = None,
-        isolate: bool = True,
+        isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         **kwargs: Any,
@@ -332,7 +332,7 @@ class DicomStoreSCPSourceOp(_PolledSourceMixin, Operator):
         workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         selector: Any = None,
-        isolate: bool = True,
+        isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         **kwargs: Any,
