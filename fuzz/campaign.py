@@ -106,6 +106,25 @@ def run_harness(name: str, runs: int | None, seconds: float | None, corpus: Path
     }
 
 
+def status(out: Path) -> list[dict[str, Any]]:
+    """Executions so far per harness from the logs in ``out`` (also while a campaign runs)."""
+    rows = []
+    for name in HARNESSES:
+        logs = sorted(out.glob(f"{name}.log")) + sorted(out.glob(f"{name}.*.log"),
+                                                         key=lambda p: int(p.suffixes[0][1:]))
+        if not logs:
+            continue
+        parsed = [_parse(p.read_text(errors="replace")) for p in logs]
+        done = (out / f"{name}.json").is_file()
+        rows.append({"harness": name, "executions": sum(r["executions"] for r in parsed), "finished": done,
+                     "findings": sum(bool(r["failure"]) for r in parsed), "coverage_edges": parsed[-1]["cov"],
+                     "features": parsed[-1]["ft"]})
+        print(f"{name}: {rows[-1]['executions']:,} executions so far, {rows[-1]['findings']} finding(s), "
+              f"cov {rows[-1]['coverage_edges']}, ft {rows[-1]['features']}"
+              f"{' (finished)' if done else ' (running or stopped)'}")
+    return rows
+
+
 def summarise(out: Path) -> dict[str, Any]:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.stem in HARNESSES]
     cpu = ""
@@ -142,9 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-len", type=int, default=65536, help="largest input in bytes")
     parser.add_argument("--max-crashes", type=int, default=20, help="stop a harness after this many findings")
     parser.add_argument("--summarise", action="store_true", help="only rebuild the summary from OUT/*.json")
+    parser.add_argument("--status", action="store_true", help="only print executions so far, from OUT's logs")
     args = parser.parse_args(argv)
     args.out, args.corpus = args.out.resolve(), args.corpus.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.status:
+        status(args.out)
+        return 0
     if args.summarise:
         summary = summarise(args.out)
         return int(any(r["crashes"] for r in summary["harnesses"]))

@@ -55,7 +55,7 @@ from burnscope.operators.dicom_loader.decoding import (
     decode_dataset,
 )
 from burnscope.operators.dicom_loader.isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, DecodePool
-from burnscope.operators.dicom_loader.records import REASONS, FileResult, FrameInfo, LoaderError
+from burnscope.operators.dicom_loader.records import REASONS, FileResult, FrameInfo, LoaderError, one_line
 from burnscope.operators.dicom_loader.scanning import DEFAULT_IGNORE, _ignored, read_dicomdir, scan  # noqa: F401
 
 log = logging.getLogger("burnscope.dicom_loader")
@@ -215,7 +215,7 @@ class DicomLoader:
             result.error = ErrorRecord(str(path), "decoder_crashed", _crash_message(exc), uid)
         if result.error is not None:
             result.images, result.infos = [], []
-            result.error.message = " ".join(result.error.message.split())  # one line, always
+            result.error.message = one_line(result.error.message)  # one line, no traceback, always
         return result
 
     def load_file(

@@ -33,6 +33,8 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
+from burnscope.operators.dicom_loader.records import one_line
+
 log = logging.getLogger("burnscope.dicom_loader.scp")
 
 #: Photographic and secondary-capture storage classes: what a burn workflow receives.
@@ -59,8 +61,7 @@ _UID = re.compile(r"(?=.{1,64}$)[0-9]+(\.[0-9]+)*")
 
 
 def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}"
+    return f"{type(exc).__name__}: {one_line(str(exc), 200)}"
 
 
 class StoreSCP:
