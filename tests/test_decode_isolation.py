@@ -67,8 +67,10 @@ def test_a_crashing_codec_costs_one_file_and_its_worker(tmp_path, mode, caplog, 
         if mode == "PANIC":  # caught inside the worker (a BaseException): the worker lives on
             assert pool.crashed == 0 and pool.started == 2
         # the pool still decodes after the crash
+        started = pool.started
         again = loader.load_file_result(folder / "a-valid.dcm")
         assert again.error is None and again.images[0].pixels.shape == (288, 384, 3)
+        assert pool.started == started and loader.decode_pool is pool  # the same workers went on
     for record in results[0].images + results[2].images:
         assert record.pixels.dtype == np.uint8 and record.pixels.ndim == 3
     lines = [r for r in caplog.records if EXPECTED[mode] in r.getMessage()]

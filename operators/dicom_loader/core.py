@@ -177,7 +177,7 @@ class DicomLoader:
     def load_file_result(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> FileResult:
         """Load one file; never raises for bad input (the error is in the result)."""
         if self.isolate:
-            result = next(iter(self._pool().map([(Path(path), Path(root) if root else None)])))
+            (result,) = self._pool().map([(Path(path), Path(root) if root else None)])  # runs map to its end
         else:
             result = self._load_one(Path(path), Path(root) if root else None)
         self._log_result(result)

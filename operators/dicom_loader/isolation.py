@@ -402,7 +402,7 @@ class DecodePool:
                             if not worker.tasks:  # died idle (a busy one is handled below)
                                 self._replace(worker, kill=True)
                             break
-                        if index == next_in:
+                        if not from_retry:
                             next_in += 1
                         if not worker.tasks:
                             worker.started = time.monotonic()
