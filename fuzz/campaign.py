@@ -64,7 +64,7 @@ def run_harness(name: str, runs: int | None, seconds: float | None, corpus: Path
     corpus.mkdir(parents=True, exist_ok=True)
     artifacts = out / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    total, crashes, started = 0, [], time.monotonic()
+    total, crashes, started, peak = 0, [], time.monotonic(), None
     result: dict[str, Any] = {}
     attempt = 0
     while True:
@@ -84,6 +84,8 @@ def run_harness(name: str, runs: int | None, seconds: float | None, corpus: Path
             proc = subprocess.run(args, cwd=HERE, stdout=log_file, stderr=subprocess.STDOUT)
         result = _parse(log_path.read_text(errors="replace"))
         total += result["executions"]
+        if result["peak_rss_mb"] is not None:
+            peak = max(peak or 0, result["peak_rss_mb"])
         if result["failure"] or proc.returncode != 0:
             crashes.append({"kind": result["failure"] or f"exit {proc.returncode}", "exception": result["exception"],
                             "input": result["artifact"], "after_executions": total, "log": log_path.name})
@@ -100,7 +102,7 @@ def run_harness(name: str, runs: int | None, seconds: float | None, corpus: Path
         "coverage_edges": result.get("cov"),
         "features": result.get("ft"),
         "corpus_units": result.get("corpus_units"),
-        "peak_rss_mb": result.get("peak_rss_mb"),
+        "peak_rss_mb": peak,  # the largest of all restarts
         "crashes": crashes,
         "limits": {"timeout_s": timeout, "rss_limit_mb": rss_limit_mb, "max_len": max_len},
     }
