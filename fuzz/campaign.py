@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-limit-mb", type=int, default=2048)
     parser.add_argument("--max-len", type=int, default=65536, help="largest input in bytes")
     parser.add_argument("--max-crashes", type=int, default=20, help="stop a harness after this many findings")
+    parser.add_argument("--jobs", type=int, default=1, help="harnesses run at the same time")
     parser.add_argument("--summarise", action="store_true", help="only rebuild the summary from OUT/*.json")
     parser.add_argument("--status", action="store_true", help="only print executions so far, from OUT's logs")
     args = parser.parse_args(argv)
@@ -177,14 +178,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --runs or --seconds")
     if not all((args.corpus / h).is_dir() for h in args.harness):
         subprocess.run([sys.executable, str(HERE / "seeds.py"), "--out", str(args.corpus)], check=True)
-    found = False
-    for name in args.harness:
+    def one(name: str) -> bool:
         row = run_harness(name, args.runs, args.seconds, args.corpus / name, args.out, timeout=args.timeout,
                           rss_limit_mb=args.rss_limit_mb, max_len=args.max_len, max_crashes=args.max_crashes)
         (args.out / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
         print(f"{name}: {row['executions']:,} executions in {row['seconds']} s, cov {row['coverage_edges']}, "
               f"ft {row['features']}, {len(row['crashes'])} finding(s)", flush=True)
-        found = found or bool(row["crashes"])
+        return bool(row["crashes"])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # each harness is its own process
+        found = any(list(pool.map(one, args.harness)))
     summarise(args.out)
     return int(found)
 

@@ -1,4 +1,4 @@
-"""A short fuzz run of every harness (``fuzz/``): about 5 s each from the seed corpora.
+"""A short fuzz run of every harness (``fuzz/``): about 3 s each from the seed corpora.
 
 The long campaign (≥ 1,000,000 executions per harness) is ``fuzz/campaign.py --runs 1000000``;
 its figures are in docs/benchmarks/fuzzing.md.
@@ -20,7 +20,7 @@ FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 @pytest.mark.fuzz
 def test_every_harness_runs_clean_for_a_few_seconds(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(FUZZ / "campaign.py"), "--seconds", "5", "--timeout", "20", "--max-crashes", "1",
+        [sys.executable, str(FUZZ / "campaign.py"), "--seconds", "3", "--jobs", "2", "--timeout", "20", "--max-crashes", "1",
          "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=170,
     )
