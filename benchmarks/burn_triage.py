@@ -145,7 +145,9 @@ def run_direct(settings: dict[str, Any], input_path: str | os.PathLike, componen
     from burnscope.operators.report.core import ReportEmitter
 
     src = settings["source"]
-    loader = DicomLoader(max_pixels=src["max_pixels"], workers=src["workers"])
+    loader = DicomLoader(max_pixels=src["max_pixels"], workers=src["workers"], isolate=src.get("isolate", True),
+                         decode_timeout_s=src.get("decode_timeout_s", 30.0),
+                         worker_memory_mb=src.get("worker_memory_mb", 4096))
     encoder = ImageEncoder(components.engine)
     severity = BurnSeverity(components.head)
     support = DecisionSupport(settings["decision_support"].get("default_case") or {})
@@ -167,6 +169,7 @@ def run_direct(settings: dict[str, Any], input_path: str | os.PathLike, componen
             latencies.append((time.perf_counter() - t0) * 1000.0)
         images += len(records)
         reports += len(bundles)
+    loader.close()
     return {"latencies_ms": latencies, "images": images, "reports": reports, "wall_s": time.perf_counter() - started}
 
 

@@ -35,7 +35,7 @@ NVIMGCODEC_SETS = ("sample_photos", "photos_jpeg")
 
 
 def _decodable(files: list[Path]) -> list[Path]:
-    loader = DicomLoader(workers=1)
+    loader = DicomLoader(workers=1, isolate=False)
     return [f for f in files if loader.load_file_result(f).error is None]
 
 
@@ -75,7 +75,8 @@ def photo_sets(folder: Path, count: int, size: tuple[int, int]) -> dict[str, lis
 
 
 def bench(files: list[Path], workers: int, repeat: int, plugin: str = "", executor: str = "thread") -> dict[str, Any]:
-    with DicomLoader(workers=workers, decoding_plugin=plugin, max_pixels=1 << 31, executor=executor) as loader:
+    with DicomLoader(workers=workers, decoding_plugin=plugin, max_pixels=1 << 31, executor=executor,
+                     isolate=False) as loader:  # the in-process executors; benchmarks.isolation compares isolation
         images = sum(len(r.images) for r in loader.iter_file_results(files))  # warm-up (starts a pool)
         times = []
         for _ in range(repeat):
@@ -127,7 +128,7 @@ def bench_nvimgcodec(files: list[Path], repeat: int, copies: int) -> dict[str, A
     if not streams:
         return None
     reference: list[Any] = []
-    for result in DicomLoader(workers=1, max_pixels=1 << 31).iter_file_results(files):
+    for result in DicomLoader(workers=1, max_pixels=1 << 31, isolate=False).iter_file_results(files):
         if result.error is None and result.infos[0].transfer_syntax_uid == "1.2.840.10008.1.2.4.50":
             reference.extend(record.pixels for record in result.images)
     decoder = nvimgcodec.Decoder()

@@ -199,7 +199,9 @@ class BurnTriageApp(Application):
         """The "Medical Images" box: a folder read once, a watched folder, or a C-STORE SCP."""
         src = self.settings["source"]
         common = dict(name="medical_images", batch_size=src["batch_size"], workers=src["workers"],
-                      max_pixels=src["max_pixels"], selector=src.get("select"))
+                      max_pixels=src["max_pixels"], selector=src.get("select"), isolate=src.get("isolate", True),
+                      decode_timeout_s=src.get("decode_timeout_s", 30.0),
+                      worker_memory_mb=src.get("worker_memory_mb", 4096))
         if src["kind"] == "folder":
             return DicomFolderSourceOp(self, *conditions, input_path=self.input_path, on_progress=self.on_progress,
                                        executor=src.get("executor", "thread"), **common)

@@ -185,7 +185,18 @@ class SourceSettings(_Section):
         "(docs/benchmarks/decode-cpu.md)."
     )
     executor: Literal["thread", "process"] = Field(
-        "thread", description="Folder source: thread | process (a forkserver pool)."
+        "thread", description="Folder source with isolate: false: thread | process (a forkserver pool)."
+    )
+    isolate: bool = Field(
+        True, description="Decode in supervised worker processes: a codec that crashes (segfault, abort, Rust "
+        "panic) or hangs costs one file (error record decoder_crashed / decode_timeout), never the run. false: "
+        "decode in-process, for trusted input only.",
+    )
+    decode_timeout_s: float = Field(
+        30.0, gt=0, description="isolate: seconds one file may take to decode before its worker is stopped."
+    )
+    worker_memory_mb: int = Field(
+        4096, ge=0, description="isolate: address-space limit of each decode worker (MiB; 0: no limit)."
     )
     max_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Rows × columns × frames of one file above this → error record too_large."

@@ -34,18 +34,34 @@ def inspect_paths(
     workers: int | None = None,
     max_pixels: int | None = None,
     select: Path | None = None,
+    isolate: bool = True,
+    decode_timeout_s: float | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per image (frame) or per failed file, as ``burnscope inspect`` prints them."""
-    import numpy as np
+    """One row per image (frame) or per failed file, as ``burnscope inspect`` prints them.
 
+    Files are decoded in supervised worker processes unless ``isolate`` is False: a codec that
+    crashes or hangs on a damaged file makes that file's row an error (``decoder_crashed``,
+    ``decode_timeout``) and the rest go on.
+    """
     from burnscope.operators.dicom_loader.core import DEFAULT_MAX_PIXELS, DicomLoader
+    from burnscope.operators.dicom_loader.isolation import DEFAULT_TIMEOUT_S
 
     selector = None
     if select is not None:
         from burnscope.operators.dicom_loader.selector import SeriesSelector
 
         selector = SeriesSelector(select)
-    loader = DicomLoader(workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, selector=selector)
+    loader = DicomLoader(workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, selector=selector,
+                         isolate=isolate, decode_timeout_s=decode_timeout_s or DEFAULT_TIMEOUT_S)
+    try:
+        return _inspect_rows(loader, paths, dump=dump, show_phi=show_phi)
+    finally:
+        loader.close()
+
+
+def _inspect_rows(loader: Any, paths: list[Path], *, dump: Path | None, show_phi: bool) -> list[dict[str, Any]]:
+    import numpy as np
+
     rows: list[dict[str, Any]] = []
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
@@ -128,9 +144,17 @@ def inspect_cmd(
         None, "--dump", help="Write each decoded image as .npy (H×W×3 uint8 RGB) plus index.json here."
     ),
     show_phi: bool = typer.Option(False, "--show-phi", help="Also print patient name, ID and birth date."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding threads."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decode worker processes (threads with --no-isolate)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Limit on rows × columns × frames."),
     select: Optional[Path] = typer.Option(None, "--select", help="Series-selection rules (JSON file)."),
+    isolate: bool = typer.Option(
+        True, "--isolate/--no-isolate",
+        help="Decode in supervised worker processes (a crashing codec costs one file); --no-isolate: "
+        "in-process, trusted input only.",
+    ),
+    decode_timeout: Optional[float] = typer.Option(
+        None, "--decode-timeout", help="Seconds one file may take to decode (default 30)."
+    ),
 ) -> None:
     """Show what the DICOM loader makes of each file: one line per image (frame) or error.
 
@@ -141,7 +165,7 @@ def inspect_cmd(
             fail(f"input path does not exist: {p}")
     try:
         rows = inspect_paths(paths, dump=dump, show_phi=show_phi, workers=workers, max_pixels=max_pixels,
-                             select=select)
+                             select=select, isolate=isolate, decode_timeout_s=decode_timeout)
     except ValueError as exc:  # bad selector rules
         fail(str(exc))
     accepted = sum(r["decision"] == "accepted" for r in rows)

@@ -290,7 +290,7 @@ def tbsa(
             if not isinstance(entry, Mapping):
                 raise CaseError(f"burns[{i}]", "must be an object {region, depth, fraction}")
             region = entry.get("region")
-            if region not in chart:
+            if not isinstance(region, str) or region not in chart:
                 raise CaseError(
                     f"burns[{i}].region",
                     f"unknown region {region!r} for {method}; expected one of {', '.join(chart)}",

@@ -13,6 +13,10 @@ Every file ends up either as :class:`~burnscope.common.messages.ImageRecord` s (
 or as one :class:`~burnscope.common.messages.ErrorRecord` whose ``reason`` is one of
 :data:`REASONS`. Log lines name files and SOP Instance UIDs only, never patient identifiers.
 
+By default files are decoded in supervised worker processes (``isolation.py``): a codec that
+segfaults, aborts, panics or spins costs that one file (``decoder_crashed`` or
+``decode_timeout``), never the run. ``isolate=False`` decodes in this process, for trusted input.
+
 This module holds :class:`DicomLoader` (files → results, in parallel, in batches) and re-exports
 the pieces it is made of, so ``from burnscope.operators.dicom_loader.core import ...`` keeps
 working: ``scanning`` (which files), ``decoding`` (one file → frames), ``colour`` (frame → RGB),
@@ -21,6 +25,7 @@ working: ``scanning`` (which files), ``decoding`` (one file → frames), ``colou
 
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 import os
@@ -49,10 +54,41 @@ from burnscope.operators.dicom_loader.decoding import (
     _read_dataset,
     decode_dataset,
 )
-from burnscope.operators.dicom_loader.records import REASONS, FileResult, FrameInfo, LoaderError
+from burnscope.operators.dicom_loader.isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, DecodePool
+from burnscope.operators.dicom_loader.records import REASONS, FileResult, FrameInfo, LoaderError, one_line
 from burnscope.operators.dicom_loader.scanning import DEFAULT_IGNORE, _ignored, read_dicomdir, scan  # noqa: F401
 
 log = logging.getLogger("burnscope.dicom_loader")
+
+
+class _PluginFailureFilter(logging.Filter):
+    """pydicom logs a full traceback for every pixel-data plugin that fails on a file, before it
+    tries the next one; the loader reports the failure itself (one line, with a reason code).
+    Those records pass only when the ``pydicom`` logger is set to DEBUG, and then without the
+    traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None and record.exc_text is None:
+            return True
+        record.exc_info, record.exc_text = None, None
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+#: pydicom's loggers that log exceptions with their tracebacks (a filter on a logger sees only
+#: the records logged to that logger itself, not its children's).
+_PYDICOM_LOGGERS = ("pydicom", "pydicom.pixels.decoders.base", "pydicom.dataset", "pydicom.filebase")
+
+
+def _quiet_plugin_failures() -> None:
+    for name in _PYDICOM_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _PluginFailureFilter) for f in logger.filters):
+            logger.addFilter(_PluginFailureFilter())
+
+
+def _crash_message(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"the decoder crashed ({type(exc).__name__}{': ' + text[0][:200] if text else ''})"
 
 
 class DicomLoader:
@@ -63,9 +99,19 @@ class DicomLoader:
         workers: decoding threads (pydicom's decoders release the GIL); 1 decodes serially.
         ignore: file-name patterns the folder scan skips.
         read_sidecars: attach ``case.json`` / ``<stem>.json`` case data to each image.
-        executor: ``"thread"`` (default; helps where the C decoders release the GIL, i.e.
-            large images) or ``"process"`` (a persistent process pool that also spreads the
-            GIL-bound header parsing of small images; pixels are copied back; call
+        isolate: decode in ``workers`` supervised worker processes (default, except with
+            ``gpu_jpeg``, which decodes in this process): a decoder that
+            crashes (segfault, abort, Rust panic) or exceeds ``decode_timeout_s`` costs one file
+            (``decoder_crashed`` / ``decode_timeout``) and its worker is replaced. False decodes
+            in this process (trusted input only; a native crash then ends the process). Call
+            :meth:`close` (or use ``with``) when done, to stop the workers.
+        decode_timeout_s: seconds one file may take in a worker (isolated mode).
+        worker_memory_mb: address-space limit of each worker (isolated mode; 0: none).
+        worker_init: picklable function each worker calls once at start (isolated mode), e.g.
+            to register extra pydicom pixel-data plugins.
+        executor: without isolation: ``"thread"`` (default; helps where the C decoders release
+            the GIL, i.e. large images) or ``"process"`` (a persistent process pool that also
+            spreads the GIL-bound header parsing of small images; pixels are copied back; call
             :meth:`close` when done). See docs/benchmarks/decode-cpu.md.
         gpu_jpeg: decode 8-bit colour JPEG frames on the GPU with nvImageCodec when it and a
             GPU are usable; those images' pixels are then CuPy arrays (see ``gpu_jpeg.py``).
@@ -89,10 +135,22 @@ class DicomLoader:
         selector: Callable[[Dataset], bool] | None = None,
         quiet_validation: bool = True,
         gpu_jpeg: bool = False,
+        isolate: bool | None = None,
+        decode_timeout_s: float = DEFAULT_TIMEOUT_S,
+        worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
+        worker_init: Callable[[], None] | None = None,
     ) -> None:
         if gpu_jpeg and executor == "process":
             raise ValueError("gpu_jpeg needs executor='thread' (GPU arrays do not cross processes)")
+        if gpu_jpeg and isolate:
+            raise ValueError("gpu_jpeg needs isolate=False (GPU arrays do not cross processes)")
         self.gpu_jpeg = gpu_jpeg
+        self.isolate = not gpu_jpeg if isolate is None else bool(isolate)
+        self.decode_timeout_s = float(decode_timeout_s) if decode_timeout_s else 0.0
+        self.worker_memory_mb = worker_memory_mb
+        self.worker_init = worker_init
+        self._decode_pool: DecodePool | None = None
+        _quiet_plugin_failures()
         if quiet_validation:
             # pydicom's read-time validation warns *with the offending value* (a malformed
             # birth date or an over-long patient name ends up in the log); the loader does not
@@ -118,7 +176,24 @@ class DicomLoader:
     # -- one file ------------------------------------------------------------------------
     def load_file_result(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> FileResult:
         """Load one file; never raises for bad input (the error is in the result)."""
-        path = Path(path)
+        if self.isolate:
+            (result,) = self._pool().map([(Path(path), Path(root) if root else None)])  # runs map to its end
+        else:
+            result = self._load_one(Path(path), Path(root) if root else None)
+        self._log_result(result)
+        return result
+
+    @staticmethod
+    def _log_result(result: FileResult) -> None:
+        if result.error is not None:  # INFO: the app's error sink reports it (one line per file)
+            log.info("%s: %s (%s)", result.path.name, result.error.reason, result.error.message)
+        elif result.skipped:
+            log.debug("%s: not selected", result.path.name)
+        else:
+            log.debug("%s: %d image(s)", result.path.name, len(result.images))
+
+    def _load_one(self, path: Path, root: Path | None) -> FileResult:
+        """Load one file in this process, without logging; never raises for bad input."""
         result = FileResult(path=path)
         uid = ""
         try:
@@ -126,18 +201,21 @@ class DicomLoader:
             uid = str(ds.get("SOPInstanceUID", "") or "")
             if self.selector is not None and "PixelData" in ds and not self.selector(ds):
                 result.skipped = True
-                log.debug("%s: not selected", uid or path.name)
                 return result
-            result.images, result.infos = self._decode(ds, path, Path(root) if root else None, result)
+            result.images, result.infos = self._decode(ds, path, root, result)
         except LoaderError as exc:
             result.error = ErrorRecord(str(path), exc.reason, exc.message, exc.sop_instance_uid or uid)
+        except MemoryError:
+            result.error = ErrorRecord(str(path), "decoder_crashed", "the decoder ran out of memory", uid)
         except Exception as exc:  # a decoder bug must not stop a folder run
             result.error = ErrorRecord(str(path), "decode_failed", f"{type(exc).__name__}: {exc}", uid)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: B036 — a Rust panic (pyo3 PanicException) is a BaseException
+            result.error = ErrorRecord(str(path), "decoder_crashed", _crash_message(exc), uid)
         if result.error is not None:
             result.images, result.infos = [], []
-            log.warning("%s: %s (%s)", path.name, result.error.reason, result.error.message)
-        else:
-            log.debug("%s: %d image(s)", uid or path.name, len(result.images))
+            result.error.message = one_line(result.error.message)  # one line, no traceback, always
         return result
 
     def load_file(
@@ -223,13 +301,33 @@ class DicomLoader:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_process_pool"] = None  # a pool does not travel to its own workers
+        state["_decode_pool"] = None
         return state
 
     def close(self) -> None:
-        """Shut the process pool down (no-op for threads)."""
+        """Stop the decode workers or the process pool (no-op for threads)."""
         if self._process_pool is not None:
             self._process_pool.shutdown(cancel_futures=True)
             self._process_pool = None
+        if self._decode_pool is not None:
+            self._decode_pool.close()
+            self._decode_pool = None
+
+    def _pool(self) -> DecodePool:
+        if self._decode_pool is None:
+            inner = copy.copy(self)
+            inner.__dict__.update(self.__getstate__())
+            inner.isolate, inner.workers = False, 1  # what runs inside one worker
+            self._decode_pool = DecodePool(
+                inner, workers=self.workers, timeout_s=self.decode_timeout_s,
+                memory_mb=self.worker_memory_mb, worker_init=self.worker_init,
+            )
+        return self._decode_pool
+
+    @property
+    def decode_pool(self) -> DecodePool | None:
+        """The supervised worker pool once it started (its ``crashed``/``timed_out`` counters)."""
+        return self._decode_pool
 
     def __enter__(self) -> DicomLoader:
         return self
@@ -251,6 +349,11 @@ class DicomLoader:
 
     def _ordered_results(self, pairs: list[tuple[Path, Path | None]]) -> Iterator[FileResult]:
         if not pairs:
+            return
+        if self.isolate:
+            for result in self._pool().map(pairs):
+                self._log_result(result)
+                yield result
             return
         if self.workers == 1:
             for p, r in pairs:

@@ -37,10 +37,14 @@ def _read_dataset(path: Path) -> Dataset:
         pass  # maybe a bare dataset without preamble/meta: try once more below
     except (EOFError, OSError) as exc:
         raise LoaderError("truncated", f"file ends early: {exc}") from exc
+    except MemoryError as exc:  # reading the pixel data needed more than the worker may use
+        raise LoaderError("decoder_crashed", "reading the file ran out of memory") from exc
     except Exception as exc:
         raise LoaderError("not_dicom", f"not readable as DICOM: {exc}") from exc
     try:
         ds = pydicom.dcmread(path, force=True)
+    except MemoryError as exc:
+        raise LoaderError("decoder_crashed", "reading the file ran out of memory") from exc
     except (EOFError,) as exc:
         raise LoaderError("not_dicom", "no DICOM header and not parseable as a dataset") from exc
     except Exception as exc:
@@ -160,9 +164,16 @@ def decode_dataset(
             text = str(exc).lower()
             cut = "less than expected" in text or "end of" in text or "eof" in text
             raise LoaderError("truncated" if cut else "decode_failed", f"{type(exc).__name__}: {exc}") from exc
+        except MemoryError as exc:
+            raise LoaderError("decoder_crashed", "the decoder ran out of memory") from exc
         except Exception as exc:
             raise LoaderError("decode_failed", f"{type(exc).__name__}: {exc}") from exc
-        frame_arrays = [arr[i] for i in range(arr.shape[0])] if frames > 1 else [arr]
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: B036 — pyo3's PanicException (a Rust panic) is one
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise LoaderError("decoder_crashed", f"the decoder crashed ({type(exc).__name__}: {first})") from None
+        frame_arrays = _split_frames(arr, frames, int(ds.get("SamplesPerPixel", 1) or 1))
     case = case or {}
     images: list[ImageRecord] = []
     infos: list[FrameInfo] = []
@@ -171,9 +182,23 @@ def decode_dataset(
             rgb = frame if on_gpu else to_rgb8(frame, ds, index)
         except Exception as exc:
             raise LoaderError("decode_failed", f"colour conversion failed: {type(exc).__name__}: {exc}") from exc
+        if not on_gpu and (rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8):
+            raise LoaderError("decode_failed", f"frame {index + 1} decoded to shape {tuple(rgb.shape)}, not rows × columns × 3")
         images.append(ImageRecord(build_context(ds, path, index + 1, case), rgb))
         infos.append(FrameInfo(result.header.sop_class_uid, str(ts), photometric, rows, cols, index + 1, frames))
     return images, infos
+
+
+def _split_frames(arr: np.ndarray, frames: int, samples: int) -> list[np.ndarray]:
+    """The frames of pydicom's array, as many as the header declares.
+
+    pydicom returns every frame it finds in the pixel data, also more than Number of Frames
+    declares (a missing or zero value counts as one); the header decides here, the rest is ignored.
+    """
+    single_ndim = 3 if samples > 1 else 2
+    if arr.ndim == single_ndim + 1:
+        return [arr[i] for i in range(min(arr.shape[0], max(1, frames)))]
+    return [arr]
 
 
 def _gpu_frames(ds: Dataset, ts: str, frames: int, path: Path) -> list[Any] | None:
@@ -192,6 +217,8 @@ def _pixel_array(ds: Dataset, decoding_plugin: str = "") -> np.ndarray:
     if decoding_plugin:
         try:
             return pixel_array(ds, decoding_plugin=decoding_plugin)
-        except Exception:
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException:  # noqa: B036 — a panicking plugin too: let pydicom pick another
             pass  # that plugin cannot do this file: let pydicom pick another
     return ds.pixel_array

@@ -14,6 +14,7 @@ from holoscan.conditions import PeriodicCondition
 from holoscan.core import Operator, OperatorSpec
 
 from burnscope.operators.dicom_loader.core import DEFAULT_IGNORE, DEFAULT_MAX_PIXELS, DicomLoader, FileResult
+from burnscope.operators.dicom_loader.isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 from burnscope.operators.dicom_loader.watcher import IN_PROGRESS_PATTERNS, FolderWatcher
 from burnscope.common.messages import ErrorRecord, ImageRecord
 
@@ -65,8 +66,9 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
             with study/series/instance context and sidecar case data. May be empty.
         errors: ``list[ErrorRecord]`` — files that could not be loaded (reason codes
             ``not_dicom``, ``no_pixel_data``, ``unsupported_transfer_syntax``, ``decode_failed``,
-            ``too_large``, ``truncated``). May be empty. Optional: ``errors_port=False`` leaves it
-            out (errors are then only logged); declared, it must be connected (checked at start).
+            ``too_large``, ``truncated``, ``decoder_crashed``, ``decode_timeout``). May be empty.
+            Optional: ``errors_port=False`` leaves it out (errors are then only logged); declared,
+            it must be connected (checked at start).
 
     Both ports are emitted on every tick. After the last batch the operator stops itself
     (``stop_execution``), so an app with only this source ends when the input is exhausted;
@@ -75,12 +77,17 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
     Parameters:
         input_path: a folder, a file, a DICOMDIR, or a list of them.
         batch_size: images per emitted batch (default 8).
-        workers: decoding threads (default: min(8, CPU count)).
+        workers: decode worker processes (isolated, the default) or threads (default: min(8, CPU count)).
+        isolate: decode in supervised worker processes (the default; with ``gpu_jpeg`` the default
+            is in-process): a codec crash or hang costs one file (``decoder_crashed`` /
+            ``decode_timeout``), never the run. False only for trusted input.
+        decode_timeout_s: seconds one file may take to decode (isolated; default 30).
+        worker_memory_mb: address-space limit per decode worker (isolated; default 4096; 0: none).
         max_pixels: per-file limit on rows × columns × frames (``too_large`` beyond).
         ignore: file-name patterns the folder scan skips (sidecars, docs, hidden files).
         on_progress: optional callback ``(files_done, files_total, FileResult)``; called from
             the operator's thread.
-        executor: ``"thread"`` (default) or ``"process"`` (see ``DicomLoader``).
+        executor: without isolation, ``"thread"`` (default) or ``"process"`` (see ``DicomLoader``).
         decoding_plugin: pydicom pixel-data plugin to prefer (e.g. ``"pillow"``); default: pydicom's choice.
         selector: series-selection rules (dict, JSON text or path, or a ``SeriesSelector``);
             files of other series are skipped (counted in ``files_skipped``).
@@ -106,6 +113,9 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         selector: Any = None,
         gpu_jpeg: bool = False,
         errors_port: bool = True,
+        isolate: bool | None = None,
+        decode_timeout_s: float = DEFAULT_TIMEOUT_S,
+        worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
@@ -114,6 +124,7 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         self.loader = DicomLoader(
             max_pixels=max_pixels, workers=workers, ignore=ignore, executor=executor,
             decoding_plugin=decoding_plugin, selector=_as_selector(selector), gpu_jpeg=gpu_jpeg,
+            isolate=isolate, decode_timeout_s=decode_timeout_s, worker_memory_mb=worker_memory_mb,
         )
         self.on_progress = on_progress
         self.files_total = 0
@@ -242,7 +253,8 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         settle_seconds: a file is complete when size and mtime stay unchanged this long (default 1.0).
         stop_after_idle: stop after this many seconds with nothing new (default: never).
         max_files: stop after this many files (default: never).
-        workers, max_pixels, selector: as for :class:`DicomFolderSourceOp`.
+        workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb: as for
+            :class:`DicomFolderSourceOp`.
     """
 
     def __init__(
@@ -260,12 +272,17 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         on_progress: ProgressCallback | None = None,
         selector: Any = None,
         errors_port: bool = True,
+        isolate: bool | None = None,
+        decode_timeout_s: float = DEFAULT_TIMEOUT_S,
+        worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
         self.watcher = FolderWatcher(watch_path, settle_seconds=settle_seconds,
                                      ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS)
-        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector))
+        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
+                                  isolate=isolate, decode_timeout_s=decode_timeout_s,
+                                  worker_memory_mb=worker_memory_mb)
         self.batch_size = int(batch_size)
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files
@@ -282,6 +299,9 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
 
     def start(self) -> None:
         self._check_errors_port()
+
+    def stop(self) -> None:
+        self.loader.close()  # stops the decode workers
 
     def _report_progress(self, result: FileResult) -> None:
         if self.on_progress is not None:
@@ -331,8 +351,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         allowed_calling_aets, require_called_aet, allowed_addresses, tls: who may connect
             (see :class:`~burnscope.operators.dicom_loader.scp.StoreSCP`); refusals are
             counted in ``rejected_associations``.
-        batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector: as
-            for :class:`DicomWatchSourceOp`.
+        batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector,
+            isolate, decode_timeout_s, worker_memory_mb: as for :class:`DicomWatchSourceOp`.
     """
 
     def __init__(
@@ -357,6 +377,9 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         selector: Any = None,
         errors_port: bool = True,
+        isolate: bool | None = None,
+        decode_timeout_s: float = DEFAULT_TIMEOUT_S,
+        worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
@@ -368,7 +391,9 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             max_pdu=max_pdu, spool_dir=spool_dir, allowed_calling_aets=allowed_calling_aets,
             require_called_aet=require_called_aet, allowed_addresses=allowed_addresses, tls=tls,
         )
-        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector))
+        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
+                                  isolate=isolate, decode_timeout_s=decode_timeout_s,
+                                  worker_memory_mb=worker_memory_mb)
         self.batch_size = int(batch_size)
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files
@@ -397,6 +422,7 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
 
     def stop(self) -> None:
         self.scp.stop()
+        self.loader.close()
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         ready = self.scp.drain()

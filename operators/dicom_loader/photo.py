@@ -152,19 +152,32 @@ def wrap_photo(
     sex = str(meta.get("sex", "") or "").strip().upper()
     if sex not in ("", "M", "F", "O"):
         raise PhotoError("sex: not a valid value; expected M, F or O")
+    laterality = str(meta.get("laterality", "") or "").strip().upper()
+    laterality = {"LEFT": "L", "RIGHT": "R", "BILATERAL": "B", "BOTH": "B", "UNPAIRED": "U"}.get(laterality, laterality)
+    if laterality not in ("", "L", "R", "B", "U"):
+        raise PhotoError("laterality: not a valid value; expected L, R, B or U (or left, right, bilateral)")
+    site = str(meta.get("body_site", "") or "").strip().lower().replace(" ", "_")
+    if site and site not in BODY_SITES:
+        raise PhotoError(f"body_site: unknown site {site!r}; known: {', '.join(BODY_SITES)}")
     photo = Path(photo)
     try:
         data = photo.read_bytes()
     except OSError as exc:
         raise PhotoError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     try:
-        img = Image.open(io.BytesIO(data))
+        fmt, width, height, mode, taken, jpeg, sof, decoded = _read_photo(data)
+    except Image.DecompressionBombError:
+        raise PhotoError("too large to decode safely") from None
+    except Exception:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, struct.error, ... on damaged files
+        raise PhotoError("not an image Pillow can read (JPEG, PNG, TIFF, BMP, WebP)") from None
+    dataset = _dataset(meta, values, sex, laterality, site, fmt, width, height, mode, taken, jpeg, sof, decoded)
+    return _write(dataset, Path(out_path))
+
+
+def _read_photo(data: bytes) -> tuple[Any, ...]:
+    """Format, size, mode, EXIF date, the JPEG to embed (or None) and its SOF, or decoded pixels."""
+    with Image.open(io.BytesIO(data)) as img:
         img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        kind = "too large to decode safely" if isinstance(exc, Image.DecompressionBombError) else (
-            "not an image Pillow can read (JPEG, PNG, TIFF, BMP, WebP)")
-        raise PhotoError(kind) from None
-    with img:
         fmt = img.format
         width, height, mode = img.width, img.height, img.mode
         taken = img.getexif().get(0x0132) if hasattr(img, "getexif") else None  # DateTime
@@ -177,6 +190,14 @@ def wrap_photo(
                 jpeg = stripped
         if jpeg is None:
             decoded = np.asarray(img.convert("L" if mode in ("L", "I;16", "I") else "RGB"))
+    return fmt, width, height, mode, taken, jpeg, sof, decoded
+
+
+def _dataset(meta: dict[str, Any], values: dict[str, str], sex: str, laterality: str, site: str, fmt: str,
+             width: int, height: int, mode: str, taken: Any, jpeg: bytes | None, sof: int,
+             decoded: np.ndarray | None) -> Dataset:
+    """The VL Photographic Image dataset of a photo read by :func:`_read_photo`, with the
+    metadata values :func:`wrap_photo` checked."""
     now = _dt.datetime.now()
     exif_date = str(taken).split(" ")[0].replace(":", "") if taken else ""
     exif_time = str(taken).split(" ")[1].replace(":", "") if taken and " " in str(taken) else ""
@@ -211,14 +232,7 @@ def wrap_photo(
     ds.InstanceNumber = int(values["instance_number"] or 1)
     ds.PatientOrientation = ""
     ds.BurnedInAnnotation = "NO"
-    laterality = str(meta.get("laterality", "") or "").strip().upper()
-    laterality = {"LEFT": "L", "RIGHT": "R", "BILATERAL": "B", "BOTH": "B", "UNPAIRED": "U"}.get(laterality, laterality)
-    if laterality not in ("", "L", "R", "B", "U"):
-        raise PhotoError("laterality: not a valid value; expected L, R, B or U (or left, right, bilateral)")
-    site = str(meta.get("body_site", "") or "").strip().lower().replace(" ", "_")
     if site:
-        if site not in BODY_SITES:
-            raise PhotoError(f"body_site: unknown site {site!r}; known: {', '.join(BODY_SITES)}")
         code, meaning, part = BODY_SITES[site]
         region = Dataset()
         region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = code, "SCT", meaning
@@ -264,7 +278,10 @@ def wrap_photo(
     fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = fm
     ds.preamble = b"\x00" * 128
-    out_path = Path(out_path)
+    return ds
+
+
+def _write(ds: Dataset, out_path: Path) -> Dataset:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out_path, enforce_file_format=True)
     return ds

@@ -20,7 +20,20 @@ REASONS = (
     "decode_failed",
     "too_large",
     "truncated",
+    "decoder_crashed",  # the decoder crashed (segfault, abort, Rust panic, out of memory)
+    "decode_timeout",  # decoding took longer than the per-file limit; the decoder was stopped
 )
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """``text`` as one log line: white space folded, a traceback pasted into it left out.
+
+    pydicom puts the formatted traceback of the original error into the message of the one it
+    raises for a data element (``With tag (...) got exception: ... Traceback (most recent call
+    last): ...``).
+    """
+    text = " ".join(str(text).split("Traceback (most recent call last)")[0].split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class LoaderError(Exception):

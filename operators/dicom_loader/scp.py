@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 
 from burnscope.common.private_files import open_private, private_dirs
 from burnscope.operators.dicom_loader.scp_access import AccessPolicy, GuardedAssociationServer, Rejections
+from burnscope.operators.dicom_loader.records import one_line
 
 log = logging.getLogger("burnscope.dicom_loader.scp")
 
@@ -57,6 +59,15 @@ DEFAULT_TRANSFER_SYNTAXES = (
     JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
     JPEG2000Lossless, JPEG2000, RLELossless,
 )
+
+
+#: A DICOM UID as a file name: up to 64 characters, digit groups separated by dots (leading
+#: zeros, which PS3.5 §9.1 forbids but some devices send, are let through).
+_UID = re.compile(r"(?=.{1,64}$)[0-9]+(\.[0-9]+)*")
+
+
+def _one_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {one_line(str(exc), 200)}"
 
 
 class StoreSCP:
@@ -126,17 +137,22 @@ class StoreSCP:
         return self._server.server_address[1] if self._server is not None else self.requested_port
 
     def _on_store(self, event) -> int:
+        partial: Path | None = None
         try:
             ds = event.dataset
             ds.file_meta = event.file_meta
             uid = str(ds.SOPInstanceUID)
+            if not _UID.fullmatch(uid):  # the UID names the spool file: digits and dots only
+                raise ValueError("the SOP Instance UID is not a valid UID")
             final = self.spool_dir / f"{uid}.dcm"
             partial = final.with_name(final.name + ".part")
             with open_private(partial, "wb") as handle:
                 ds.save_as(handle, enforce_file_format=True)
             os.replace(partial, final)  # atomic: readers never see a half-written file
         except Exception as exc:  # answer the SCU with a failure status instead of dropping the link
-            log.warning("C-STORE from %s failed: %s", event.assoc.requestor.ae_title, exc)
+            if partial is not None:
+                partial.unlink(missing_ok=True)  # nothing half-written stays in the spool
+            log.warning("C-STORE from %s failed: %s", event.assoc.requestor.ae_title, _one_line(exc))
             return 0xC210  # cannot understand
         self.received_count += 1
         log.info("received %s from %s", uid, event.assoc.requestor.ae_title)

@@ -108,25 +108,53 @@ class _Condition:
         return any(_equal(v, spec) for v in values)
 
 
-def _conditions(selection: str, spec: Mapping[str, Any] | None) -> list[_Condition]:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str) or _is_number(value)
+
+
+def _check_spec(where: str, value: Any) -> None:
+    """Raises :class:`RuleError` unless ``value`` is a condition the module docstring describes."""
+    if isinstance(value, Mapping):
+        known = {"regex", "range", "present"}
+        if not set(value) <= known or len(value) != 1:
+            raise RuleError(f"{where}: use one of {sorted(known)}, not {sorted(map(str, value))}")
+        if "regex" in value:
+            if not isinstance(value["regex"], str):
+                raise RuleError(f"{where}: regex must be a string")
+            try:
+                re.compile(value["regex"])
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise RuleError(f"{where}: bad regex: {exc}") from None
+        if "range" in value:
+            bounds = value["range"]
+            if not isinstance(bounds, list) or len(bounds) != 2 or not all(b is None or _is_number(b) for b in bounds):
+                raise RuleError(f"{where}: range must be [low, high] (numbers or null)")
+        if "present" in value and not isinstance(value["present"], bool):
+            raise RuleError(f"{where}: present must be true or false")
+    elif isinstance(value, list):
+        if not value or not all(_is_scalar(item) for item in value):
+            raise RuleError(f"{where}: a list must hold strings or numbers")
+    elif not _is_scalar(value):
+        raise RuleError(f"{where}: expected a string, a number, a list or one of regex/range/present")
+
+
+def _conditions(selection: str, spec: Any) -> list[_Condition]:
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        raise RuleError(f"selection {selection!r}: include/exclude must be an object of tag: condition")
     out = []
-    for key, value in (spec or {}).items():
+    for key, value in spec.items():
         try:
-            tag = _tag(key)
+            tag = _tag(str(key))
         except RuleError as exc:
             raise RuleError(f"selection {selection!r}: {exc}") from None
-        if isinstance(value, Mapping):
-            known = {"regex", "range", "present"}
-            if not set(value) <= known or len(value) != 1:
-                raise RuleError(f"selection {selection!r}, {key}: use one of {sorted(known)}, not {sorted(value)}")
-            if "regex" in value:
-                try:
-                    re.compile(value["regex"])
-                except re.error as exc:
-                    raise RuleError(f"selection {selection!r}, {key}: bad regex: {exc}") from None
-            if "range" in value and (not isinstance(value["range"], list) or len(value["range"]) != 2):
-                raise RuleError(f"selection {selection!r}, {key}: range must be [low, high]")
-        out.append(_Condition(tag, key, value))
+        _check_spec(f"selection {selection!r}, {key}", value)
+        out.append(_Condition(tag, str(key), value))
     return out
 
 
@@ -140,14 +168,27 @@ class _Selection:
         return all(c.holds(ds) for c in self.include) and not any(c.holds(ds) for c in self.exclude)
 
 
+def _is_file(path: str | os.PathLike) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
 class SeriesSelector:
     """Selects datasets (hence series) by JSON rules; see the module docstring for the format."""
 
     def __init__(self, rules: Mapping[str, Any] | list[Mapping[str, Any]] | str | os.PathLike) -> None:
-        if isinstance(rules, (str, os.PathLike)) and Path(rules).is_file():
-            rules = json.loads(Path(rules).read_text())
+        if isinstance(rules, (str, os.PathLike)) and _is_file(rules):
+            try:
+                rules = json.loads(Path(rules).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise RuleError(f"cannot read the rules file {Path(rules).name}: {exc}") from None
         elif isinstance(rules, str):
-            rules = json.loads(rules)
+            try:
+                rules = json.loads(rules)
+            except ValueError as exc:
+                raise RuleError(f"rules are neither a file nor valid JSON: {exc}") from None
         selections = rules.get("selections") if isinstance(rules, Mapping) else rules
         if not isinstance(selections, list) or not selections:
             raise RuleError("rules need a non-empty 'selections' list")

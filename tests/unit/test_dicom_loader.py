@@ -81,7 +81,8 @@ def test_bundled_pydicom_file(path: Path, loader: DicomLoader):
 
 def test_reason_codes_are_the_documented_ones():
     assert set(EXPECTED_FAILURES.values()) <= set(REASONS)
-    assert REASONS == ("not_dicom", "no_pixel_data", "unsupported_transfer_syntax", "decode_failed", "too_large", "truncated")
+    assert REASONS == ("not_dicom", "no_pixel_data", "unsupported_transfer_syntax", "decode_failed", "too_large", "truncated",
+                       "decoder_crashed", "decode_timeout")
 
 
 # ---------------------------------------------------------------------------- synthetic datasets
