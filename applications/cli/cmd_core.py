@@ -91,12 +91,19 @@ def _overrides(backend, precision, device, batch_size, scheduler) -> dict:
     }
 
 
-def _load_components(settings: dict, model: Optional[str]):
+def _load_components(settings: dict, model: Optional[str], service: bool = False):
+    """The model and engines; ``service``: sized for the dynamic batcher, plus the emergency lane's."""
     from burnscope.applications.burn_triage.app import build_components
 
+    extra = {}
+    if service:
+        from burnscope.operators.batching.core import engine_batch_sizes
+
+        extra = {"batch_sizes": engine_batch_sizes(settings["batching"]["max_batch"]),
+                 "stat_engine": bool(settings["priority"]["stat_lane"])}
     with console.status("Loading BiomedCLIP and preparing the engine (first run exports/caches it)..."):
         try:
-            return build_components(settings, model=model)
+            return build_components(settings, model=model, **extra)
         except (FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 

@@ -76,6 +76,8 @@ class DicomLoader:
         decoding_plugin: force one pydicom pixel-data plugin (e.g. ``"pillow"``, which decodes
             JPEG baseline photographs faster than ``"pylibjpeg"``); empty lets pydicom choose,
             falling back to the others when the named plugin cannot decode a file.
+        priority_rules: e.g. a :class:`~burnscope.operators.priority.core.PriorityRules`; marks
+            images STAT from their dataset's attributes and case sidecar (``apply(context, ds)``).
     """
 
     def __init__(
@@ -89,7 +91,9 @@ class DicomLoader:
         selector: Callable[[Dataset], bool] | None = None,
         quiet_validation: bool = True,
         gpu_jpeg: bool = False,
+        priority_rules: Any = None,
     ) -> None:
+        self.priority_rules = priority_rules
         if gpu_jpeg and executor == "process":
             raise ValueError("gpu_jpeg needs executor='thread' (GPU arrays do not cross processes)")
         self.gpu_jpeg = gpu_jpeg
@@ -129,6 +133,9 @@ class DicomLoader:
                 log.debug("%s: not selected", uid or path.name)
                 return result
             result.images, result.infos = self._decode(ds, path, Path(root) if root else None, result)
+            if self.priority_rules is not None:
+                for image in result.images:
+                    self.priority_rules.apply(image.context, ds)
         except LoaderError as exc:
             result.error = ErrorRecord(str(path), exc.reason, exc.message, exc.sop_instance_uid or uid)
         except Exception as exc:  # a decoder bug must not stop a folder run

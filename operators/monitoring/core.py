@@ -6,8 +6,8 @@ watches, in the Prometheus text format, plus the in-flight ledger the service dr
   ==========================================  ==========================================================
   ``burnscope_images_total{outcome,priority}`` images settled: ``reported`` | ``error`` | ``skipped``
   ``burnscope_e2e_seconds{priority}``          accepted (C-STORE done / file complete) → report written
-  ``burnscope_stage_seconds{stage}``           decode, preprocess, batch_wait, inference, head,
-                                               decision, report_queue, render, write
+  ``burnscope_stage_seconds{stage}``           per image: decode, preprocess, batch_wait, inference,
+                                               report_queue, render, write
   ``burnscope_queue_depth{queue}``             source, batcher, reporting (images waiting)
   ``burnscope_batch_size{lane}``               images per tower batch (``stat`` | ``routine``)
   ``burnscope_in_flight``                      accepted, not yet settled
@@ -47,7 +47,7 @@ from burnscope.common.messages import PRIORITIES, ROUTINE, STAT, ImageContext
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("reported", "error", "skipped")
-STAGES = ("decode", "preprocess", "batch_wait", "inference", "head", "decision", "report_queue", "render", "write")
+STAGES = ("decode", "preprocess", "batch_wait", "inference", "report_queue", "render", "write")
 QUEUES = ("source", "batcher", "reporting")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -187,6 +187,7 @@ class InFlight:
         self._lock = threading.Lock()
         self.counts = {"accepted": 0, "reported": 0, "errors": 0, "skipped": 0}
         self.order: list[str] = []  # keys in the order their reports were written
+        self._errors_open = 0
 
     def accept(self, context: ImageContext) -> str:
         key = image_key(context.source, context.frame_number)
@@ -211,9 +212,19 @@ class InFlight:
             self.metrics.in_flight.set(depth)
             self.metrics.settled(outcome, entry.priority, self.clock() - entry.received_at)
 
-    def error(self, priority: str = ROUTINE) -> None:
+    def error_accepted(self, n: int = 1) -> None:
+        """``n`` error records left the source (accepted; settled when they reach the sink)."""
         with self._lock:
-            self.counts["accepted"] += 1
+            self.counts["accepted"] += n
+            self._errors_open += n
+
+    def error(self, priority: str = ROUTINE) -> None:
+        """An error record reached its sink (one the source announced, or a new one)."""
+        with self._lock:
+            if self._errors_open > 0:
+                self._errors_open -= 1
+            else:
+                self.counts["accepted"] += 1
             self.counts["errors"] += 1
         if self.metrics is not None:
             self.metrics.settled("error", priority)
@@ -228,8 +239,9 @@ class InFlight:
 
     @property
     def open(self) -> int:
+        """Accepted and not settled: images and error records on their way."""
         with self._lock:
-            return len(self._open)
+            return len(self._open) + self._errors_open
 
     def pending_labels(self) -> list[str]:
         """SOP Instance UIDs or file names of the images not settled (never patient data)."""
@@ -238,7 +250,7 @@ class InFlight:
 
     def accounting(self) -> dict[str, int]:
         with self._lock:
-            return {**self.counts, "pending": len(self._open)}
+            return {**self.counts, "pending": len(self._open) + self._errors_open}
 
 
 class _Handler(BaseHTTPRequestHandler):
