@@ -54,9 +54,9 @@ from .app import TriageComponents, configure_scheduler
 
 log = logging.getLogger(__name__)
 
-#: Exit codes of ``burnscope serve``: stopped with everything reported; stopped with images
-#: pending or lost (listed in summary.json).
-EXIT_OK, EXIT_PENDING = 0, 3
+#: Exit codes of ``burnscope serve``: stopped with everything reported; the graph failed (an
+#: operator raised, e.g. at start); stopped with images pending or lost (listed in summary.json).
+EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 
 
 def path_problems(settings: dict[str, Any], output_dir: Path, watch: Path | None, listen: bool) -> list[str]:
@@ -291,16 +291,18 @@ def serve_triage(
     stop: StopRequest | None = None,
     install_signals: bool = True,
     on_started: Callable[[BurnTriageService], None] | None = None,
+    in_flight: InFlight | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Run the service until it is stopped or done; returns ``(summary, exit code)``.
 
     ``server``: a started :class:`~burnscope.operators.monitoring.core.HealthServer` (its
     readiness checks are added here). ``install_signals``: SIGTERM/SIGINT request a stop (the
-    second one: at once), installed once the graph runs (Holoscan installs its own at start).
+    second one: at once), installed once the graph runs (Holoscan installs its own at start);
+    False when called from another thread than the main one (benchmarks, embedding code).
     """
     output_dir = Path(output_dir)
     metrics = metrics or ServiceMetrics()
-    in_flight = InFlight(metrics)
+    in_flight = in_flight or InFlight(metrics)
     stop = stop or StopRequest()
     metrics.set_model(components.model_info)
     metrics.watch_gpu()
@@ -340,8 +342,13 @@ def serve_triage(
         if install_signals:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    summary = summarise_service(app, time.perf_counter() - started, app.monitor.outcome or "ended")
+    # the monitor ends every healthy run; without its outcome an operator failed (Holoscan logged it)
+    outcome = getattr(getattr(app, "monitor", None), "outcome", None) or "failed"
+    summary = summarise_service(app, time.perf_counter() - started, outcome)
     write_summary(summary, output_dir)
+    if outcome == "failed":
+        log.error("the service graph stopped on an error (see the log above); summary.json lists what was pending")
+        return summary, EXIT_FAILED
     code = EXIT_OK if summary["accounting"]["pending"] == 0 and summary["accounting"]["lost"] == 0 else EXIT_PENDING
     return summary, code
 
@@ -349,6 +356,8 @@ def serve_triage(
 def summarise_service(app: BurnTriageService, wall_s: float, outcome: str) -> dict[str, Any]:
     """summary.json of a service run: what was accepted and how it ended (no patient data)."""
     ledger = app.in_flight.accounting()
+    if getattr(app, "source", None) is None:  # compose() never ran
+        return {"mode": "serve", "outcome": outcome, "accounting": {**ledger, "lost": 0}, "pending": []}
     pending = app.in_flight.pending_labels()
     accounting = {"accepted": ledger["accepted"], "reported": ledger["reported"], "errors": ledger["errors"],
                   "skipped": ledger["skipped"], "pending": ledger["pending"],
@@ -390,5 +399,5 @@ def write_summary(summary: dict[str, Any], output_dir: Path) -> None:
     write_json(summary, Path(output_dir) / "summary.json")
 
 
-__all__ = ["BurnTriageService", "EXIT_OK", "EXIT_PENDING", "ServiceMonitorOp", "StopRequest", "path_problems",
+__all__ = ["BurnTriageService", "EXIT_FAILED", "EXIT_OK", "EXIT_PENDING", "ServiceMonitorOp", "StopRequest", "path_problems",
            "serve_triage", "summarise_service"]

@@ -180,13 +180,15 @@ class InFlight:
     ``{accepted, reported, errors, skipped, pending}``.
     """
 
-    def __init__(self, metrics: ServiceMetrics | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, metrics: ServiceMetrics | None = None, clock: Callable[[], float] = time.time,
+                 keep_latencies: bool = False) -> None:
         self.metrics = metrics
+        #: ``(priority, e2e seconds, settled at)`` of every reported image (benchmarks; off by default)
+        self.latencies: list[tuple[str, float, float]] | None = [] if keep_latencies else None
         self.clock = clock
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
         self.counts = {"accepted": 0, "reported": 0, "errors": 0, "skipped": 0}
-        self.order: list[str] = []  # keys in the order their reports were written
         self._errors_open = 0
 
     def accept(self, context: ImageContext) -> str:
@@ -206,11 +208,13 @@ class InFlight:
             if entry is None:
                 return  # a report of an image this run did not accept (e.g. a re-sent one)
             self.counts["reported" if outcome == "reported" else "errors"] += 1
-            self.order.append(key)
             depth = len(self._open)
+            now = self.clock()
+            if self.latencies is not None:
+                self.latencies.append((entry.priority, now - entry.received_at, now))
         if self.metrics is not None:
             self.metrics.in_flight.set(depth)
-            self.metrics.settled(outcome, entry.priority, self.clock() - entry.received_at)
+            self.metrics.settled(outcome, entry.priority, now - entry.received_at)
 
     def error_accepted(self, n: int = 1) -> None:
         """``n`` error records left the source (accepted; settled when they reach the sink)."""

@@ -92,8 +92,9 @@ class ReportPoolOp(Operator):
         from burnscope.operators.report.pool import ReportingPool
 
         self.emitter = emitter
-        if pool is None:
-            pool = ReportingPool(workers if emitter.renders_anywhere else 0)
+        if pool is None:  # JSON and text only: nothing worth a process
+            standards = any(not f.final for f in emitter._formats)
+            pool = ReportingPool(workers if emitter.renders_anywhere and standards else 0)
         self.pool = pool
         self.study_rollup = study_rollup
         self.metrics = metrics

@@ -121,8 +121,9 @@ class ReportingPool:
 
     # -- work ----------------------------------------------------------------------------
     def submit(self, task: RenderTask, priority: str = ROUTINE) -> None:
-        """Queue ``task`` (STAT first); it is handed to a worker as soon as one is free."""
-        if not self.workers:  # in the calling thread
+        """Queue ``task`` (STAT first); it is handed to a worker as soon as one is free. A task
+        with no standards format (JSON and text only) is finished here: nothing to send away."""
+        if not self.workers or not task.formats:  # in the calling thread
             started = time.perf_counter()
             render_standard(task)
             with self._lock:
@@ -134,7 +135,7 @@ class ReportingPool:
 
     def _dispatch(self) -> None:
         with self._lock:
-            if self._executor is None:
+            if self._executor is None and self._queue:
                 self.start()
             while len(self._in_flight) < self.workers and self._queue:
                 task, queued_at, priority = self._queue.pop()

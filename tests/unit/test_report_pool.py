@@ -142,3 +142,12 @@ def _pdf_text(data: bytes) -> str:
     if shutil.which("pdftotext") is None:
         pytest.skip("pdftotext (poppler-utils) not installed")
     return subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+
+
+def test_json_and_text_only_never_go_to_a_worker():
+    emitter = ReportEmitter(["json", "txt"])
+    pool = ReportingPool(workers=2)  # not started: nothing may need it
+    (d,) = _decisions(1)
+    pool.submit(emitter.prepare(d, "x"), ROUTINE)
+    (r,) = pool.collect()
+    assert pool._executor is None and emitter.finish(r.task).artefacts.keys() == {".json", ".txt"}
