@@ -109,3 +109,26 @@ def test_queue_is_thread_safe():
     assert len(items) == 2000 and len(set(items)) == 2000
     stat = [i for i in items if (i % 1000) % 7 == 0]
     assert items[: len(stat)] == stat
+
+
+def test_the_loader_marks_stat_from_attributes_and_sidecars(tmp_path):
+    import json
+
+    import pydicom
+    from fixtures.dicom_helpers import GOOD_FILES
+
+    from burnscope.operators.dicom_loader.core import DicomLoader
+
+    ordered = pydicom.dcmread(GOOD_FILES[0])
+    ordered.RequestAttributesSequence = [_ordered("STAT").RequestAttributesSequence[0]]
+    ordered.save_as(tmp_path / "ordered.dcm")
+    pydicom.dcmread(GOOD_FILES[0]).save_as(tmp_path / "sidecar.dcm")
+    (tmp_path / "sidecar.json").write_text(json.dumps({"priority": "stat", "weight_kg": 70}))
+    pydicom.dcmread(GOOD_FILES[0]).save_as(tmp_path / "plain.dcm")
+    images, errors = DicomLoader(workers=1, priority_rules=RULES).load(tmp_path)
+    by_name = {i.context.source.rsplit("/", 1)[-1]: i.context for i in images}
+    assert not errors
+    assert (by_name["ordered.dcm"].priority, by_name["ordered.dcm"].priority_reason) == (STAT, "attribute:RequestedProcedurePriority")
+    assert (by_name["sidecar.dcm"].priority, by_name["sidecar.dcm"].priority_reason) == (STAT, "sidecar")
+    assert "priority" not in by_name["sidecar.dcm"].case and by_name["sidecar.dcm"].case["weight_kg"] == 70
+    assert by_name["plain.dcm"].priority == ROUTINE
