@@ -35,7 +35,7 @@ class DynamicBatcherOp(Operator):
     Parameters:
         batcher: a ready :class:`DynamicBatcher` (else one from ``max_batch``, ``max_delay_ms``).
         routine_lane, stat_lane: :class:`LaneCredit` s the towers give back when a batch is done.
-        tick_ms: how often the operator looks (default: a quarter of ``max_delay_ms``, 1–5 ms).
+        tick_ms: how often the operator looks (default: a quarter of ``max_delay_ms``, 2–5 ms).
         metrics: optional recorder with ``observe_batch(size, lane, reason)``,
             ``observe_stage(stage, seconds)`` and ``set_queue(name, depth)``.
     """
@@ -49,7 +49,7 @@ class DynamicBatcherOp(Operator):
         self.stat_lane = stat_lane
         self.metrics = metrics
         self.batches_emitted = {ROUTINE: 0, STAT: 0}
-        tick = tick_ms if tick_ms is not None else min(5.0, max(1.0, self.batcher.max_delay_s * 1000 / 4))
+        tick = tick_ms if tick_ms is not None else min(5.0, max(2.0, self.batcher.max_delay_s * 1000 / 4))
         period = PeriodicCondition(fragment, recess_period=datetime.timedelta(milliseconds=tick), name="batch_tick")
         super().__init__(fragment, period, *args, **kwargs)
 

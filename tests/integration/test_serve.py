@@ -147,3 +147,36 @@ def test_the_spool_in_the_output_folder_is_one_line(tmp_path):
 def test_serve_without_a_source_is_one_line(tmp_path):
     line = _one_error_line(_serve("-o", str(tmp_path / "out")))
     assert "serve needs a source" in line
+
+
+@pytest.mark.slow
+def test_serve_with_the_reporting_pool_writes_the_reports_run_writes_byte_for_byte(tmp_path):
+    """Every format (SC too) rendered in a worker process equals `burnscope run`'s in-graph rendering
+    (SOURCE_DATE_EPOCH fixed; tools/compare_reports.py)."""
+    import importlib.util
+    import os
+
+    from fixtures import REPO, SAMPLE_DATA
+
+    spec = importlib.util.spec_from_file_location("compare_reports", REPO / "tools" / "compare_reports.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    incoming = tmp_path / "in"
+    shutil.copytree(SAMPLE_DATA, incoming, ignore=shutil.ignore_patterns("*.py", "*.md", "*.txt"))
+    formats = "report:\n  formats: [json, txt, sr, pdf, pdf_dcm, fhir, sc]\n"
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("inference:\n  model_config: biomedclip-tiny\n" + formats)
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1764633600", BURNSCOPE_DEVICE="cpu")
+    run = subprocess.run([sys.executable, "-m", "burnscope.applications.cli", "run", "burn-triage", "-i", str(incoming),
+                          "-o", str(tmp_path / "run"), "-c", str(cfg), "-q"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    os.environ["SOURCE_DATE_EPOCH"] = "1764633600"
+    try:
+        proc = start_serve(tmp_path, formats + "reporting:\n  workers: 1\nsource:\n  watch:\n    settle_seconds: 0.5\n",
+                           "-o", str(tmp_path / "serve"), "--watch", str(incoming), "--stop-after-idle", "5")
+    finally:
+        del os.environ["SOURCE_DATE_EPOCH"]
+    assert proc.wait(timeout=600) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert compare.compare(tmp_path / "run", tmp_path / "serve") == []
+    assert len(list((tmp_path / "serve").rglob("*.pdf.dcm"))) >= 9
