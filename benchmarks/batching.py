@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from burnscope.benchmarks.environment import cpu_facts
-from burnscope.benchmarks.service_load import capacity, run_load
+from burnscope.benchmarks.service_load import capacity, run_load, service_components
 
 DELAYS_MS = (0, 2, 5, 10, 20)
 
@@ -73,10 +73,6 @@ def plot(rows: list[dict[str, Any]], path: str | Path, title: str) -> None:
 
 
 def _main() -> None:
-    from burnscope.applications.burn_triage.app import build_components
-    from burnscope.applications.burn_triage.settings import load_settings
-    from burnscope.operators.batching.core import engine_batch_sizes
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-c", "--config")
     parser.add_argument("--model-config", default="biomedclip-tiny")
@@ -89,9 +85,7 @@ def _main() -> None:
     parser.add_argument("--png")
     args = parser.parse_args()
     max_batches = tuple(int(v) for v in args.max_batch.split(","))
-    settings = load_settings(args.config, {"inference": {"model_config": args.model_config}})
-    components = build_components(settings, batch_sizes=engine_batch_sizes(max(max_batches)),
-                                  stat_engine=bool(settings["priority"]["stat_lane"]))
+    settings, components = service_components(args.config, args.model_config, max(max_batches))
     rows = curve(settings, components, max_batches, burst=args.burst, rate=args.rate, duration_s=args.duration,
                  images=args.images)
     print(table(rows))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from burnscope.benchmarks.environment import cpu_facts
-from burnscope.benchmarks.service_load import capacity
+from burnscope.benchmarks.service_load import capacity, service_components
 
 ALL_SIX = ["json", "txt", "sr", "pdf", "pdf_dcm", "fhir"]
 
@@ -56,10 +56,6 @@ def table(result: dict[str, Any]) -> str:
 
 
 def _main() -> None:
-    from burnscope.applications.burn_triage.app import build_components
-    from burnscope.applications.burn_triage.settings import load_settings
-    from burnscope.operators.batching.core import engine_batch_sizes
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-c", "--config")
     parser.add_argument("--model-config", default="biomedclip-tiny")
@@ -69,9 +65,7 @@ def _main() -> None:
     parser.add_argument("--images")
     parser.add_argument("--json")
     args = parser.parse_args()
-    settings = load_settings(args.config, {"inference": {"model_config": args.model_config}})
-    components = build_components(settings, batch_sizes=engine_batch_sizes(settings["batching"]["max_batch"]),
-                                  stat_engine=bool(settings["priority"]["stat_lane"]))
+    settings, components = service_components(args.config, args.model_config)
     result = compare(settings, components, tuple(int(w) for w in args.workers.split(",")), args.burst, args.rounds,
                      args.images)
     info = components.model_info

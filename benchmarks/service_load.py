@@ -323,11 +323,20 @@ def campaign(settings: dict[str, Any], components: TriageComponents, duration_s:
     }
 
 
-def _main() -> None:
+def service_components(config: str | None, model_config: str, max_batch: int | None = None) -> tuple[dict, Any]:
+    """Settings (``config`` over the defaults, ``model_config``) and the service's engines, built
+    for ``max_batch`` (default: ``batching.max_batch``) with the emergency lane's engine."""
     from burnscope.applications.burn_triage.app import build_components
     from burnscope.applications.burn_triage.settings import load_settings
     from burnscope.operators.batching.core import engine_batch_sizes
 
+    settings = load_settings(config, {"inference": {"model_config": model_config}})
+    components = build_components(settings, batch_sizes=engine_batch_sizes(max_batch or settings["batching"]["max_batch"]),
+                                  stat_engine=bool(settings["priority"]["stat_lane"]))
+    return settings, components
+
+
+def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-c", "--config", help="app YAML (e.g. report formats, batching)")
     parser.add_argument("--model-config", default="biomedclip-tiny")
@@ -337,9 +346,7 @@ def _main() -> None:
     parser.add_argument("--images", help="folder of DICOM images to send (default: the shipped sample photographs as DICOM)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
-    settings = load_settings(args.config, {"inference": {"model_config": args.model_config}})
-    components = build_components(settings, batch_sizes=engine_batch_sizes(settings["batching"]["max_batch"]),
-                                  stat_engine=bool(settings["priority"]["stat_lane"]))
+    settings, components = service_components(args.config, args.model_config)
     result = campaign(settings, components, args.duration, args.stat_fraction, args.load, args.images)
     print(f"capacity: {result['capacity']['images_per_s']} img/s ({result['capacity']['images']} images at once)")
     print(table([("unloaded, batch 1", result["unloaded_batch1"]), (f"{args.load:.0%} of capacity", result["loaded"])]))

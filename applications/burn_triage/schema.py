@@ -302,11 +302,7 @@ class MetricsSettings(_Section):
     @field_validator("bind_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError("must be an IP address (e.g. 127.0.0.1 or 0.0.0.0)") from None
-        return value
+        return ScpSettings._address(value)  # the same rule as the SCP's interface
 
 
 class ServiceSettings(_Section):

@@ -39,6 +39,12 @@ class _ErrorsPortMixin:
     the port's condition instead would drop error records whenever their sink is busy.)
     """
 
+    def setup(self, spec: OperatorSpec) -> None:
+        """The sources' ports: ``images``, and ``errors`` unless ``errors_port=False``."""
+        spec.output("images")
+        if self.errors_port:
+            spec.output("errors")
+
     def _check_errors_port(self) -> None:
         if not self.errors_port:
             return

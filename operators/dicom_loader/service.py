@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
-from holoscan.core import Operator, OperatorSpec
+from holoscan.core import Operator
 
 from burnscope.common.messages import ROUTINE, STAT, ErrorRecord, ImageRecord, priority_rank
 from burnscope.operators.dicom_loader.core import DEFAULT_IGNORE, DEFAULT_MAX_PIXELS, DicomLoader
@@ -196,11 +196,6 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
         self._started = threading.Event()
         args = _with_poll_period(fragment, args, poll_interval)
         super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec: OperatorSpec) -> None:
-        spec.output("images")
-        if self.errors_port:
-            spec.output("errors")
 
     def start(self) -> None:
         self._check_errors_port()
