@@ -132,12 +132,12 @@ class TorchEngine(Engine):
             out = self.infer_tensor(batch).float().cpu().numpy()  # .cpu() waits for this stream
         return out
 
-    def warmup(self, iterations: int = 2) -> "TorchEngine":
-        if self.use_cuda_graphs:
+    def warmup(self, iterations: int = 2, sizes: Sequence[int] | None = None) -> "TorchEngine":
+        if self.use_cuda_graphs:  # every compiled size is captured: a batch padded to it must find its graph
             for size in self.batch_sizes:
                 if size not in self._graphs:
                     self._capture(size)
-        return super().warmup(iterations)
+        return super().warmup(iterations, sizes)
 
     def library_versions(self) -> dict[str, str]:
         import open_clip

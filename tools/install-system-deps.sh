@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the integration tests use: DICOM tools and validators, a PACS, a browser.
+# Debian packages the integration tests use: DICOM tools and validators, a PACS, a browser,
+# openssl (test certificate authorities) and stunnel4 (HTTPS in front of the test PACS).
 # Run as root (make test does); without root or apt-get it says what will be skipped.
 #
 # Another apt/dpkg process (unattended-upgrades, a second make) may hold apt's locks. apt-get
@@ -7,7 +8,7 @@
 # wait for the package-list lock, so that step is retried here while the holder is named.
 set -euo pipefail
 
-PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb chromium chromium-driver)
+PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb chromium chromium-driver openssl stunnel4)
 LOCK_TIMEOUT_S=${APT_LOCK_TIMEOUT_S:-900}
 POLL_S=${APT_LOCK_POLL_S:-5}
 

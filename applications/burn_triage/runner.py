@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from burnscope.common.messages import DEMO_BANNER
@@ -78,6 +77,8 @@ def summarise(app: BurnTriageApp, wall_s: float) -> dict[str, Any]:
         },
         "output_dir": str(app.output_dir) if app.output_dir else None,
     }
+    if hasattr(source, "rejected_associations"):  # the C-STORE SCP's access control
+        summary["rejected_associations"] = source.rejected_associations
     network = app.ops.get("pacs_emr_delivery")
     if network is not None:
         summary["delivery"] = {
@@ -90,6 +91,6 @@ def summarise(app: BurnTriageApp, wall_s: float) -> dict[str, Any]:
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    from burnscope.common.private_files import write_private
+
+    write_private(path, json.dumps(data, indent=2) + "\n")  # 0600, in a 0700 folder when it makes one

@@ -58,6 +58,64 @@ class ScpTimeouts(_Section):
     )
 
 
+class ScpTlsSettings(_Section):
+    cert: str = Field(description="PEM certificate (chain) of the SCP; may hold the key too.")
+    key: Optional[str] = Field(None, description="PEM private key (unencrypted; mode 0600); null: it is in cert.")
+    ca: Optional[str] = Field(None, description="PEM CA certificates that client certificates must chain to.")
+    require_client_cert: bool = Field(
+        True, description="Refuse modalities without a client certificate from ca (mutual TLS); false: verify one "
+        "when presented."
+    )
+
+
+class ClientTlsSettings(_Section):
+    ca: Optional[str] = Field(
+        None, description="PEM CA certificates the server's certificate must chain to; null: the system trust store."
+    )
+    cert: Optional[str] = Field(None, description="PEM client certificate, for servers that require one.")
+    key: Optional[str] = Field(None, description="PEM private key of cert (unencrypted; mode 0600).")
+    verify: bool = Field(True, description="Verify the server's certificate and name; false only for tests (warned).")
+    server_name: Optional[str] = Field(
+        None, description="cstore: the name the PACS certificate must carry; null: host."
+    )
+
+
+_SECRET_SOURCES = {"basic": ("password",), "bearer": ("token",), "oauth2": ("client_secret",)}
+_AUTH_KEYS = {"basic": ("username",), "bearer": (), "oauth2": ("token_url", "client_id", "scope")}
+
+
+class AuthSettings(_Section):
+    kind: Literal["basic", "bearer", "oauth2"] = Field(
+        description="basic (user + password) | bearer (a fixed token) | oauth2 (client credentials grant)."
+    )
+    username: Optional[str] = Field(None, description="basic: the user name.")
+    password_file: Optional[str] = Field(None, description="basic: file holding the password (one line; mode 0600).")
+    password_env: Optional[str] = Field(None, description="basic: environment variable holding the password.")
+    token_file: Optional[str] = Field(None, description="bearer: file holding the token.")
+    token_env: Optional[str] = Field(None, description="bearer: environment variable holding the token.")
+    token_url: Optional[str] = Field(None, description="oauth2: the token endpoint (https).")
+    client_id: Optional[str] = Field(None, description="oauth2: the client id.")
+    client_secret_file: Optional[str] = Field(None, description="oauth2: file holding the client secret.")
+    client_secret_env: Optional[str] = Field(None, description="oauth2: environment variable holding the client secret.")
+    scope: Optional[str] = Field(None, description="oauth2: requested scope (space-separated); null: the server's default.")
+
+    @model_validator(mode="after")
+    def _keys_of_the_kind(self) -> "AuthSettings":
+        own = set(_AUTH_KEYS[self.kind]) | {f"{s}_{w}" for s in _SECRET_SOURCES[self.kind] for w in ("file", "env")}
+        stray = [k for k in type(self).model_fields if k != "kind" and getattr(self, k) is not None and k not in own]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} do(es) not apply to {self.kind} authentication")
+        for secret in _SECRET_SOURCES[self.kind]:
+            given = [w for w in ("file", "env") if getattr(self, f"{secret}_{w}")]
+            if len(given) != 1:
+                raise ValueError(f"{self.kind} authentication needs exactly one of {secret}_file and {secret}_env")
+        required = {"basic": ("username",), "oauth2": ("token_url", "client_id")}.get(self.kind, ())
+        missing = [k for k in required if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"{self.kind} authentication needs {', '.join(missing)}")
+        return self
+
+
 class ScpSettings(_Section):
     ae_title: str = Field("BURNSCOPE", description="AE title of the C-STORE SCP.")
     port: int = Field(11112, ge=0, le=65535, description="TCP port (0 picks a free one).")
@@ -71,6 +129,15 @@ class ScpSettings(_Section):
     )
     max_pdu: int = Field(16382, ge=0, description="Maximum PDU size received (bytes; 0 = unlimited).")
     spool_dir: Optional[str] = Field(None, description="Folder for received files; null: a temporary folder.")
+    allowed_calling_aets: Optional[list[str]] = Field(
+        None, description="Calling AE titles that may store; any other is rejected (\"calling AE not recognised\"); "
+        "null: any."
+    )
+    require_called_aet: bool = Field(False, description="Reject associations addressed to another AE title than ae_title.")
+    allowed_addresses: Optional[list[str]] = Field(
+        None, description="Peer IP addresses or CIDR networks that may connect; others are disconnected; null: any."
+    )
+    tls: Optional[ScpTlsSettings] = Field(None, description="DICOM TLS (PS3.15 BCP 195); null: plain DICOM.")
     timeouts: ScpTimeouts = Field(default_factory=ScpTimeouts)
     max_associations: int = Field(
         10, ge=1, description="Simultaneous associations; more are rejected transiently (the modality retries)."
@@ -80,6 +147,29 @@ class ScpSettings(_Section):
     @classmethod
     def _check_ae(cls, value: str) -> str:
         return _ae_title(value)
+
+    @field_validator("allowed_calling_aets")
+    @classmethod
+    def _check_aets(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        if value is not None:
+            if not value:
+                raise ValueError("is empty: nobody could store (null allows every AE)")
+            for aet in value:
+                _ae_title(aet)
+        return value
+
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _networks(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        if value is not None:
+            if not value:
+                raise ValueError("is empty: nobody could connect (null allows every address)")
+            for item in value:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"not an IP address or CIDR network: {item!r}") from None
+        return value
 
     @field_validator("bind_address")
     @classmethod
@@ -208,6 +298,11 @@ class Destination(_Section):
     calling_aet: Optional[str] = Field(None, description="cstore: burnscope's AE title.")
     url: Optional[str] = Field(None, description="stowrs: the DICOMweb base URL; fhir: the FHIR base URL.")
     timeout_s: Optional[float] = Field(None, gt=0, description="Per-request timeout (seconds).")
+    tls: Optional[ClientTlsSettings] = Field(
+        None, description="cstore: DICOM TLS (null: plain DICOM); stowrs/fhir: how https URLs are verified (null: "
+        "the system trust store)."
+    )
+    auth: Optional[AuthSettings] = Field(None, description="stowrs/fhir: HTTP authentication; null: none.")
 
     @model_validator(mode="after")
     def _needed_keys(self) -> "Destination":
@@ -218,6 +313,8 @@ class Destination(_Section):
         for key in ("called_aet", "calling_aet"):
             if getattr(self, key) is not None:
                 _ae_title(getattr(self, key))
+        if self.auth is not None and self.kind == "cstore":
+            raise ValueError(f"destination {self.name!r}: auth applies to stowrs and fhir; C-STORE uses tls")
         return self
 
 
@@ -398,10 +495,13 @@ def validate_settings(settings: dict[str, Any], schema: type[TriageSettings] | N
         raise SettingsError("\n".join(_describe(e, schema) for e in exc.errors())) from None
     checked = model.model_dump(by_alias=True)
     # a destination's unset keys fall back to its transport's defaults
-    checked["delivery"]["destinations"] = [
-        {k: v for k, v in d.items() if v is not None} for d in checked["delivery"]["destinations"]
-    ]
+    checked["delivery"]["destinations"] = [_given(d) for d in checked["delivery"]["destinations"]]
     return checked
+
+
+def _given(mapping: dict[str, Any]) -> dict[str, Any]:
+    """The keys that were given (not None), nested mappings (tls, auth) too."""
+    return {k: _given(v) if isinstance(v, dict) else v for k, v in mapping.items() if v is not None}
 
 
 # -- reference documentation -----------------------------------------------------------------------
@@ -446,6 +546,13 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             rows += _rows(nested, f"{key}.")
             continue
         items = getattr(annotation, "__args__", ())
+        optional = get_origin(annotation) in (Union, types.UnionType)
+        section = next((a for a in items if isinstance(a, type) and issubclass(a, BaseModel)), None) if optional else None
+        if section is not None:  # an optional section (e.g. tls): null turns it off
+            meaning = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{key}` | section or null | `null` | {meaning} |")
+            rows += _rows(section, f"{key}.")
+            continue
         listed = next((a for a in items if isinstance(a, type) and issubclass(a, BaseModel)), None)
         kind = (("list of destinations" if listed is Destination else "list of rules") if listed is not None
                 else _type_name(annotation))

@@ -58,12 +58,14 @@ def _prepare(
     """Validate everything that needs no model (settings, engine choice, weights and head files,
     input, output folder) before the model loads; return the merged settings."""
     from burnscope.applications.burn_triage.preflight import preflight
+    from burnscope.applications.burn_triage.security import check_security
     from burnscope.applications.burn_triage.settings import SettingsError, load_settings
 
     if app_name not in APPLICATIONS:
         fail(f"unknown application {app_name!r}; available: {', '.join(APPLICATIONS)}")
     try:
         settings = load_settings(config, overrides)
+        check_security(settings)  # certificates, keys and secrets usable: before anything starts
         preflight(settings, input_path, model)
     except SettingsError as exc:
         fail(str(exc))
@@ -125,6 +127,8 @@ def _print_summary(summary: dict) -> None:
     table.add_row("errors", str(summary["errors"]))
     for reason, count in summary["error_reasons"].items():
         table.add_row(f"  error: {reason}", str(count))
+    if "rejected_associations" in summary:
+        table.add_row("associations refused (SCP access control)", str(summary["rejected_associations"]))
     for key, count in (summary.get("delivery") or {}).items():
         table.add_row(f"delivery: {key}", str(count))
     console.print(table)

@@ -58,10 +58,12 @@ def ensure_output_folder(path: Path, option: str = "-o/--output") -> Path:
     import errno
     import tempfile
 
+    from burnscope.common.private_files import private_dirs
+
     if path.exists() and not path.is_dir():
         fail(f"{option} {path} is not a folder (a file of that name exists)")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dirs(path)  # reports hold patient data: a new folder is the owner's only (0700)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".burnscope-write-check-"):
             pass
     except OSError as exc:

@@ -334,6 +334,9 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             endoscopic and secondary capture), or "all".
         max_pdu: maximum PDU size received (default 16382; 0 = unlimited).
         spool_dir: folder for received files (default: a temporary folder).
+        allowed_calling_aets, require_called_aet, allowed_addresses, tls: who may connect
+            (see :class:`~burnscope.operators.dicom_loader.scp.StoreSCP`); refusals are
+            counted in ``rejected_associations``.
         batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector: as
             for :class:`DicomWatchSourceOp`.
     """
@@ -348,6 +351,10 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         sop_classes: Sequence[str] | str | None = None,
         max_pdu: int = 16382,
         spool_dir: str | os.PathLike | None = None,
+        allowed_calling_aets: Sequence[str] | None = None,
+        require_called_aet: bool = False,
+        allowed_addresses: Sequence[str] | None = None,
+        tls: Any = None,
         batch_size: int = 8,
         poll_interval: float = 0.1,
         stop_after_idle: float | None = None,
@@ -364,7 +371,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         self.scp = StoreSCP(
             ae_title=ae_title, port=port, bind_address=bind_address,
             sop_classes=DEFAULT_SOP_CLASSES if sop_classes is None else sop_classes,
-            max_pdu=max_pdu, spool_dir=spool_dir,
+            max_pdu=max_pdu, spool_dir=spool_dir, allowed_calling_aets=allowed_calling_aets,
+            require_called_aet=require_called_aet, allowed_addresses=allowed_addresses, tls=tls,
         )
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector))
         self.batch_size = int(batch_size)
@@ -378,6 +386,10 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
     @property
     def port(self) -> int:
         return self.scp.port
+
+    @property
+    def rejected_associations(self) -> int:
+        return self.scp.rejected_associations
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.output("images")

@@ -2,7 +2,9 @@
 
 Each received instance is written to ``spool_dir`` under a temporary name and renamed into
 place, so a reader never sees half a file; its path is then put on :attr:`StoreSCP.received`.
-Log lines name the SOP Instance UID and the calling AE title, never the patient.
+Spooled files are readable by their owner only (0600, in a 0700 folder). Log lines name the
+SOP Instance UID and the calling AE title, never the patient. Who may connect (addresses, TLS,
+AE titles) is :mod:`.scp_access`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import logging
 import os
 import queue
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -31,6 +35,9 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
+
+from burnscope.common.private_files import open_private, private_dirs
+from burnscope.operators.dicom_loader.scp_access import AccessPolicy, GuardedAssociationServer, Rejections
 
 log = logging.getLogger("burnscope.dicom_loader.scp")
 
@@ -63,6 +70,13 @@ class StoreSCP:
         transfer_syntaxes: accepted transfer syntaxes.
         max_pdu: maximum PDU size this SCP receives (bytes, 0 = unlimited).
         spool_dir: where received files go (default: a new temporary folder).
+        allowed_calling_aets: calling AE titles that may store (None: any).
+        require_called_aet: reject associations addressed to another AE title.
+        allowed_addresses: peer IP addresses / CIDR networks that may connect (None: any).
+        tls: DICOM TLS: an ``ssl.SSLContext`` or ``{cert, key, ca, require_client_cert}``
+            (:func:`burnscope.common.tls.server_context`); None: no TLS.
+
+    ``rejections`` counts refused connections and associations (``rejected_associations``).
     """
 
     def __init__(
@@ -74,16 +88,26 @@ class StoreSCP:
         transfer_syntaxes: Iterable[str] = DEFAULT_TRANSFER_SYNTAXES,
         max_pdu: int = 16382,
         spool_dir: str | os.PathLike | None = None,
+        allowed_calling_aets: Iterable[str] | None = None,
+        require_called_aet: bool = False,
+        allowed_addresses: Iterable[str] | None = None,
+        tls: Mapping[str, Any] | Any = None,
     ) -> None:
+        from burnscope.common.tls import server_context
+
         self.ae_title = ae_title
         self.bind_address = bind_address
         self.requested_port = int(port)
         self.spool_dir = Path(spool_dir) if spool_dir else Path(tempfile.mkdtemp(prefix="burnscope-scp-"))
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.spool_dir)
+        self.policy = AccessPolicy.from_settings(allowed_calling_aets, require_called_aet, allowed_addresses)
+        self.ssl_context = server_context(**tls) if isinstance(tls, Mapping) else tls
+        self.rejections = Rejections()
         self.received: queue.Queue[Path] = queue.Queue()
         self.received_count = 0
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_pdu_size = int(max_pdu)
+        self.policy.apply(self._ae)
         syntaxes = list(transfer_syntaxes)
         if sop_classes == "all":
             classes = [cx.abstract_syntax for cx in AllStoragePresentationContexts]
@@ -92,6 +116,10 @@ class StoreSCP:
         for uid in classes:
             self._ae.add_supported_context(uid, syntaxes)
         self._server = None
+
+    @property
+    def rejected_associations(self) -> int:
+        return self.rejections.total
 
     @property
     def port(self) -> int:
@@ -104,7 +132,8 @@ class StoreSCP:
             uid = str(ds.SOPInstanceUID)
             final = self.spool_dir / f"{uid}.dcm"
             partial = final.with_name(final.name + ".part")
-            ds.save_as(partial, enforce_file_format=True)
+            with open_private(partial, "wb") as handle:
+                ds.save_as(handle, enforce_file_format=True)
             os.replace(partial, final)  # atomic: readers never see a half-written file
         except Exception as exc:  # answer the SCU with a failure status instead of dropping the link
             log.warning("C-STORE from %s failed: %s", event.assoc.requestor.ae_title, exc)
@@ -114,14 +143,24 @@ class StoreSCP:
         self.received.put(final)
         return 0x0000
 
+    def _on_rejected(self, event) -> None:
+        requestor = event.assoc.requestor
+        reason = self.policy.ae_reason(requestor.ae_title, requestor.primitive.called_ae_title, self.ae_title)
+        self.rejections.record(reason, str(requestor.address), calling_aet=requestor.ae_title)
+
     def start(self) -> None:
         """Start listening in background threads (returns at once)."""
         if self._server is None:
-            self._server = self._ae.start_server(
-                (self.bind_address, self.requested_port), block=False,
-                evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
+            server = self._ae.make_server(
+                (self.bind_address, self.requested_port), ssl_context=self.ssl_context,
+                evt_handlers=[(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected)],
+                server_class=GuardedAssociationServer, policy=self.policy, rejections=self.rejections,
             )
-            log.info("C-STORE SCP %s listening on %s:%d", self.ae_title, self.bind_address, self.port)
+            threading.Thread(target=server.serve_forever, name=f"scp-{self.ae_title}", daemon=True).start()
+            self._ae._servers.append(server)  # as AE.start_server does: AE.shutdown() stops it too
+            self._server = server
+            log.info("C-STORE SCP %s listening on %s:%d%s", self.ae_title, self.bind_address, self.port,
+                     " (DICOM TLS)" if self.ssl_context is not None else "")
 
     def stop(self) -> None:
         if self._server is not None:

@@ -80,7 +80,7 @@ class ServiceStoreSCP(StoreSCP):
             return self._transfers.get(Path(path).name.removesuffix(".dcm"), ("", 0.0))[0]
 
     # -- refusing ------------------------------------------------------------------------
-    def _on_rejected(self, event) -> None:
+    def _on_refused(self, event) -> None:
         with self._lock:
             self._own_rejections += 1
         requestor = event.assoc.requestor
@@ -92,7 +92,7 @@ class ServiceStoreSCP(StoreSCP):
         if self._server is not None and not hasattr(self, "rejections"):  # the SCP counts nothing itself
             from pynetdicom import evt
 
-            self._server.bind(evt.EVT_REJECTED, self._on_rejected)
+            self._server.bind(evt.EVT_REJECTED, self._on_refused)
 
     @property
     def rejected(self) -> int:

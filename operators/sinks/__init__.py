@@ -2,5 +2,5 @@
 
 Modules: ``folder`` (:class:`~.folder.FolderSink`, :class:`~.folder.ErrorSink`), ``outbox``
 (:class:`~.outbox.Outbox`), ``network`` (C-STORE, STOW-RS, FHIR transports and
-:class:`~.network.DeliveryService`), ``operator`` (``FolderSinkOp``, ``ErrorSinkOp``, ``NetworkSinkOp``).
+:class:`~.network.DeliveryService`), ``security`` (TLS and authentication of the destinations), ``operator`` (``FolderSinkOp``, ``ErrorSinkOp``, ``NetworkSinkOp``).
 """

@@ -1,7 +1,8 @@
 """Folder sinks (cores, no Holoscan): report bundles as files, error records as JSON lines.
 
 Writes are atomic: each file is written to a temporary name in the same folder, flushed to
-disk, then moved into place, so a reader (or a crash) never sees half a report.
+disk, then moved into place, so a reader (or a crash) never sees half a report. Reports and
+error records hold patient data: files are created 0600 and folders 0700, whatever the umask.
 
 A report is never silently replaced by a different one. Policy, per bundle (all artefacts of
 one report travel together):
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from burnscope.common.messages import ErrorRecord
+from burnscope.common.private_files import FILE_MODE, open_private, private_dirs
 from burnscope.operators.report.core import ReportBundle
 
 log = logging.getLogger(__name__)
@@ -64,9 +66,10 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool = True, fsync: bool
     without hard links an existence check precedes ``os.replace``). Returns True when written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 is narrowed by a umask such as 0277
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -177,7 +180,7 @@ class FolderSink:
         return isinstance(existing, dict) and existing.get("content_sha256") == fingerprint
 
     def _write(self, bundle: ReportBundle) -> WriteResult:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.out_dir)
         root = self.out_dir.resolve()
         if root not in (root / bundle.stem).resolve().parents:  # stems may hold sub-folders, never escape
             raise OSError(f"report name {bundle.stem!r} points outside {self.out_dir}")
@@ -265,10 +268,9 @@ class ErrorSink:
                 self.records.append(record)
                 lines.append(json.dumps({"time": now, **record.as_dict()}, ensure_ascii=False) + "\n")
             try:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
                 # One write of whole lines in append mode: concurrent appenders do not interleave
                 # within a line on local filesystems.
-                with open(self.path, "a", encoding="utf-8") as handle:
+                with open_private(self.path, "a") as handle:
                     handle.write("".join(lines))
                     handle.flush()
                     os.fsync(handle.fileno())

@@ -12,6 +12,11 @@ Destination settings (a list of dicts, e.g. from the application's YAML)::
     - {name: pacs, kind: cstore, host: 10.0.0.5, port: 104, called_aet: PACS, calling_aet: BURNSCOPE}
     - {name: dicomweb, kind: stowrs, url: http://pacs/dicom-web}
     - {name: emr, kind: fhir, url: https://emr/fhir}
+
+TLS (``tls: {ca, cert, key}``) and authentication (``auth: {kind: basic|bearer|oauth2, ...}``)
+of a destination are :mod:`.security`; settings name secrets (``password_file``,
+``token_env``, ...) and never hold them, so the outbox stores only the reference. The audit
+log is created readable by its owner only.
 """
 
 from __future__ import annotations
@@ -26,8 +31,13 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, Protocol
 
+from burnscope.common.credentials import redact
+from burnscope.common.private_files import open_private, private_dirs
 from burnscope.operators.report.core import ReportBundle
 from burnscope.operators.sinks.outbox import DELIVERED, FAILED, Outbox
+from burnscope.operators.sinks.security import (
+    check_no_literal_secrets, cstore_tls_args, describe_request_failure, http_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +76,7 @@ class AuditLog:
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
         if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
 
     def write(
         self,
@@ -89,12 +99,12 @@ class AuditLog:
             "outcome": outcome,
             "attempt": attempt,
             "status": status,
-            "reason": reason[:500],
+            "reason": redact(reason)[:500],
         }
         if not self.path:
             return
         line = json.dumps(record) + "\n"
-        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+        with self._lock, open_private(self.path, "a") as handle:
             handle.write(line)
 
 
@@ -113,6 +123,7 @@ class CStoreTransport:
         called_aet: str = "ANY-SCP",
         calling_aet: str = "BURNSCOPE",
         timeout_s: float = 30.0,
+        tls: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
         from pynetdicom import AE
@@ -133,13 +144,19 @@ class CStoreTransport:
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         self._assoc = None
         self.associations_opened = 0
+        #: DICOM TLS (context, server name) or None: see :func:`.security.cstore_tls_args`.
+        self.tls_args = cstore_tls_args(tls, host)
 
     def _association(self):
         if self._assoc is not None and self._assoc.is_established:
             return self._assoc
-        assoc = self.ae.associate(self.host, self.port, ae_title=self.called_aet)
+        assoc = self.ae.associate(self.host, self.port, ae_title=self.called_aet, tls_args=self.tls_args)
         if not assoc.is_established:
             why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no connection"
+            tls_error = getattr(self.tls_args[0], "last_handshake_error", None) if self.tls_args else None
+            if tls_error and not assoc.is_rejected:
+                why = f"TLS: {tls_error}"
+                self.tls_args[0].last_handshake_error = None
             raise TransientError(f"association with {self.called_aet}@{self.host}:{self.port} failed ({why})")
         self._assoc = assoc
         self.associations_opened += 1
@@ -208,10 +225,13 @@ def _http_error(exc: Exception, what: str) -> Exception:
 
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         code = exc.response.status_code
+        if code in (401, 403):  # credentials may be fixed or rotated on either side: retried, then failed
+            return TransientError(f"{what}: HTTP {code} (authentication failed: check the destination's credentials)",
+                                  status=code)
         if code in (408, 425, 429) or code >= 500:
             return TransientError(f"{what}: HTTP {code}", status=code)
         return PermanentError(f"{what}: HTTP {code}{_issue_codes(exc.response)}", status=code)
-    return TransientError(f"{what}: {type(exc).__name__}")
+    return TransientError(f"{what}: {describe_request_failure(exc)}")
 
 
 class StowRsTransport:
@@ -219,12 +239,14 @@ class StowRsTransport:
 
     kind = "stowrs"
 
-    def __init__(self, url: str, timeout_s: float = 30.0, **_: Any) -> None:
-        import requests
+    def __init__(
+        self, url: str, timeout_s: float = 30.0, tls: dict[str, Any] | None = None,
+        auth: dict[str, Any] | None = None, **_: Any,
+    ) -> None:
         from dicomweb_client.api import DICOMwebClient
 
         self.url = url
-        self.session = requests.Session()
+        self.session = http_session(url, tls, auth, timeout_s)
         self.client = DICOMwebClient(url=url, session=self.session)
         # Retries belong to the outbox (durable, with backoff); the client's own would block.
         self.client.set_http_retry_params(retry=False)
@@ -257,12 +279,11 @@ class FhirTransport:
     kind = "fhir"
 
     def __init__(
-        self, url: str, timeout_s: float = 30.0, headers: dict[str, str] | None = None, **_: Any
+        self, url: str, timeout_s: float = 30.0, headers: dict[str, str] | None = None,
+        tls: dict[str, Any] | None = None, auth: dict[str, Any] | None = None, **_: Any
     ) -> None:
-        import requests
-
         self.url = url.rstrip("/")
-        self.session = requests.Session()
+        self.session = http_session(self.url, tls, auth, timeout_s)
         self.session.headers.update(
             {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json", **(headers or {})}
         )
@@ -322,6 +343,7 @@ class DeliveryService:
             name, kind = dest.pop("name"), dest.pop("kind")
             if kind not in TRANSPORTS:
                 raise ValueError(f"unknown destination kind {kind!r}; known: {', '.join(TRANSPORTS)}")
+            check_no_literal_secrets(dest, f"destination {name}: ")
             outbox.set_destination(name, kind, dest)
         for name, (kind, settings) in outbox.destinations().items():
             self.kinds[name] = kind

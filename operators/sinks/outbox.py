@@ -14,7 +14,11 @@ Guarantees:
   code and not retried until an operator says so (``burnscope outbox retry``).
 
 Destinations (name, kind, settings) are stored in the same database, so the command line can
-retry deliveries without the application's configuration.
+retry deliveries without the application's configuration. Settings name secrets (a file or an
+environment variable), never hold them; stored errors pass through
+:func:`~burnscope.common.credentials.redact`. The database holds report payloads (patient data):
+it is created readable by its owner only (0600; SQLite gives its ``-wal``/``-shm`` files the
+same mode) in a folder created 0700.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from burnscope.common.credentials import redact
+from burnscope.common.private_files import make_private, private_dirs
 
 PENDING, DELIVERING, DELIVERED, FAILED = "pending", "delivering", "delivered", "failed"
 STATUSES = (PENDING, DELIVERING, DELIVERED, FAILED)
@@ -104,7 +111,10 @@ class Outbox:
         clock=time.time,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path.parent)
+        if not self.path.exists():
+            self.path.touch(mode=0o600)
+        make_private(self.path)
         self.backoff = backoff or Backoff()
         #: Transient failures after which a delivery is given up (None: keep retrying).
         self.max_attempts = max_attempts
@@ -115,6 +125,7 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed enqueue survives power loss
         self._db.executescript(_SCHEMA)
+        make_private(f"{self.path}-wal", f"{self.path}-shm")  # SQLite copies the database's mode; older ones
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -206,7 +217,7 @@ class Outbox:
 
     def mark_retry(self, delivery_id: int, error: str, status_code: int | None = None) -> tuple[str, float]:
         """A transient failure: schedule the next attempt; returns (new status, delay in seconds)."""
-        now = self.clock()
+        now, error = self.clock(), redact(error)
         with self._tx() as db:
             row = db.execute("SELECT attempts FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
             attempts = int(row["attempts"]) if row else 1
@@ -227,6 +238,7 @@ class Outbox:
 
     def mark_failed(self, delivery_id: int, error: str, status_code: int | None = None) -> None:
         """A permanent rejection: not retried until :meth:`retry` is called."""
+        error = redact(error)
         with self._tx() as db:
             db.execute(
                 "UPDATE deliveries SET status='failed', last_error=?, last_status=?, updated_at=? WHERE id=?",

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from fixtures import REPO
+from fixtures import REPO, clean_source_tree
 
 ROOT = REPO
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
@@ -41,8 +41,9 @@ def test_every_package_folder_is_declared():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = clean_source_tree(tmp_path_factory.mktemp("source"))  # no stale build/ to pick up
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         check=True,
     )
     return next(out.glob("burnscope-*.whl"))
@@ -69,6 +70,15 @@ def test_wheel_installs_only_the_burnscope_namespace(wheel):
     ):
         assert needed in names
     assert len([n for n in names if n.startswith("burnscope/operators/preprocess/sample_images/") and n.endswith(".jpg")]) == 12
+
+
+def test_no_test_helper_ships_in_the_wheel(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    helpers = {p.name for p in (ROOT / "tests" / "fixtures").glob("*.py") if p.name != "__init__.py"}
+    assert helpers >= {"examples.py", "orthanc_local.py", "dicom_helpers.py"}  # the list below means something
+    shipped = [n for n in names if n.rsplit("/", 1)[-1] in helpers or "/fixtures/" in n or "/tests/" in n]
+    assert not shipped, shipped
+    assert not any(n.endswith((".dcm", ".sqlite", ".onnx", ".pt", ".bin")) for n in names)  # no data or weights
 
 
 def test_console_script_is_declared(wheel):

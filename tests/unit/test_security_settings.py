@@ -1,0 +1,50 @@
+"""Security settings in the schema: SCP access control and TLS, destination TLS and auth."""
+
+from __future__ import annotations
+
+import pytest
+
+from burnscope.applications.burn_triage.settings import SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"source": {"scp": {"allowed_calling_aets": ["OK", "WAY-TOO-LONG-AE-TITLE"]}}},
+         "source.scp.allowed_calling_aets: must be 1–16 characters"),
+        ({"source": {"scp": {"allowed_calling_aets": []}}}, "source.scp.allowed_calling_aets: is empty"),
+        ({"source": {"scp": {"allowed_addresses": ["10.0.0.0/33"]}}}, "not an IP address or CIDR network: '10.0.0.0/33'"),
+        ({"source": {"scp": {"tls": {"key": "k.pem"}}}}, "source.scp.tls.cert: is required"),
+        ({"delivery": {"destinations": [{"name": "p", "kind": "cstore", "host": "h", "port": 104,
+                                         "auth": {"kind": "bearer", "token_env": "T"}}]}},
+         "auth applies to stowrs and fhir; C-STORE uses tls"),
+        ({"delivery": {"destinations": [{"name": "e", "kind": "fhir", "url": "https://h",
+                                         "auth": {"kind": "basic", "username": "u", "password": "x"}}]}},
+         "delivery.destinations[0].auth.password: unknown key; did you mean password_env?"),
+        ({"delivery": {"destinations": [{"name": "e", "kind": "fhir", "url": "https://h",
+                                         "auth": {"kind": "kerberos"}}]}},
+         "delivery.destinations[0].auth.kind: unknown kind 'kerberos'; choose one of: basic, bearer, oauth2"),
+        ({"delivery": {"destinations": [{"name": "e", "kind": "fhir", "url": "https://h",
+                                         "tls": {"ca": "ca.pem", "verfy": False}}]}},
+         "delivery.destinations[0].tls.verfy: unknown key; did you mean verify?"),
+    ],
+)
+def test_bad_security_settings_name_the_key(overrides, message):
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(overrides=overrides)
+    assert message in str(excinfo.value)
+
+
+def test_defaults_leave_the_scp_open_on_loopback_only_and_tls_off():
+    scp = load_settings()["source"]["scp"]
+    assert scp["bind_address"] == "127.0.0.1"
+    assert (scp["allowed_calling_aets"], scp["allowed_addresses"], scp["tls"], scp["require_called_aet"]) == (
+        None, None, None, False)
+
+
+def test_destination_tls_and_auth_keep_only_the_keys_given():
+    dest = {"name": "emr", "kind": "fhir", "url": "https://h/fhir", "tls": {"ca": "/etc/ca.pem"},
+            "auth": {"kind": "oauth2", "token_url": "https://idp/token", "client_id": "c",
+                     "client_secret_env": "EMR_SECRET"}}
+    (checked,) = load_settings(overrides={"delivery": {"destinations": [dest]}})["delivery"]["destinations"]
+    assert checked == {**dest, "tls": {"ca": "/etc/ca.pem", "verify": True}}
