@@ -38,6 +38,16 @@ log = logging.getLogger("burnscope.dicom_loader.service")
 DEFAULT_TIMEOUTS = {"acse_s": 30.0, "dimse_s": 30.0, "network_s": 60.0}
 
 
+def apply_timeouts(scp: StoreSCP, timeouts: Mapping[str, float] | None = None, max_associations: int = 10) -> None:
+    """pynetdicom's ACSE, DIMSE and network timeouts and the association limit on ``scp``'s AE."""
+    t = {**DEFAULT_TIMEOUTS, **{k: v for k, v in (timeouts or {}).items() if v is not None}}
+    ae = scp._ae
+    ae.acse_timeout = float(t["acse_s"])
+    ae.dimse_timeout = float(t["dimse_s"])
+    ae.network_timeout = float(t["network_s"])
+    ae.maximum_associations = int(max_associations)
+
+
 class ServiceStoreSCP(StoreSCP):
     """See the module docstring. Extra parameters: ``timeouts`` (``acse_s``, ``dimse_s``,
     ``network_s``), ``priority_rules`` (for the DIMSE Priority and the calling AE), and
@@ -46,11 +56,7 @@ class ServiceStoreSCP(StoreSCP):
     def __init__(self, *args: Any, timeouts: Mapping[str, float] | None = None,
                  priority_rules: PriorityRules | None = None, max_associations: int = 10, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        t = {**DEFAULT_TIMEOUTS, **{k: v for k, v in (timeouts or {}).items() if v is not None}}
-        self._ae.acse_timeout = float(t["acse_s"])
-        self._ae.dimse_timeout = float(t["dimse_s"])
-        self._ae.network_timeout = float(t["network_s"])
-        self._ae.maximum_associations = int(max_associations)
+        apply_timeouts(self, timeouts, max_associations)
         self.max_associations = int(max_associations)
         self.priority_rules = priority_rules or PriorityRules()
         self.accepting = True
@@ -311,4 +317,4 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
         return self.scp is None or (self.scp.received.empty() and self.scp.active_associations == 0)
 
 
-__all__ = ["DEFAULT_TIMEOUTS", "DicomServiceSourceOp", "ServiceStoreSCP"]
+__all__ = ["DEFAULT_TIMEOUTS", "DicomServiceSourceOp", "ServiceStoreSCP", "apply_timeouts"]
