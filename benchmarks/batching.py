@@ -23,7 +23,7 @@ DELAYS_MS = (0, 2, 5, 10, 20)
 
 
 def curve(settings: dict[str, Any], components: Any, max_batches: tuple[int, ...] = (4, 16),
-          delays_ms: tuple[float, ...] = DELAYS_MS, burst: int = 60, rate: float = 4.0, duration_s: float = 20.0,
+          delays_ms: tuple[float, ...] = DELAYS_MS, burst: int = 40, rate: float = 2.0, duration_s: float = 20.0,
           images: str | Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for max_batch in max_batches:
@@ -77,8 +77,8 @@ def _main() -> None:
     parser.add_argument("-c", "--config")
     parser.add_argument("--model-config", default="biomedclip-tiny")
     parser.add_argument("--max-batch", default="4,16")
-    parser.add_argument("--burst", type=int, default=60)
-    parser.add_argument("--rate", type=float, default=4.0)
+    parser.add_argument("--burst", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--images")
     parser.add_argument("--json")

@@ -101,7 +101,8 @@ class Service:
 
         self.settings = copy.deepcopy(settings)
         self.port = _free_port()
-        self.settings["source"]["scp"].update(port=self.port, bind_address="127.0.0.1")
+        self.settings["source"]["scp"].update(port=self.port, bind_address="127.0.0.1",
+                                              timeouts={"acse_s": 300, "dimse_s": 300, "network_s": 300})
         self._tmp = tempfile.TemporaryDirectory(prefix="burnscope-load-")
         self.out = Path(self._tmp.name) / "out"
         self.settings["source"]["scp"]["spool_dir"] = str(Path(self._tmp.name) / "spool")
@@ -114,6 +115,7 @@ class Service:
         self.app = None
         self._assoc = None
         self._lock = threading.Lock()
+        self.resends = 0
 
     def _run(self) -> None:
         def ready(app: Any) -> None:
@@ -131,21 +133,31 @@ class Service:
         self._thread.start()
         if not self.started.wait(300) or self.app is None:
             raise RuntimeError(f"the service did not start ({self.result and self.result[0].get('outcome')})")
+        self._connect()
+        return self
+
+    def _connect(self) -> None:
         from pynetdicom import AE
 
         ae = AE(ae_title="LOADGEN")
-        ae.acse_timeout = ae.dimse_timeout = 60
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 300
         for uid in ("1.2.840.10008.5.1.4.1.1.77.1.4", "1.2.840.10008.5.1.4.1.1.7"):
             for syntax in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50"):  # explicit VR LE, JPEG baseline
                 ae.add_requested_context(uid, syntax)
         self._assoc = ae.associate("127.0.0.1", self.port, ae_title=self.settings["source"]["scp"]["ae_title"])
         if not self._assoc.is_established:
             raise RuntimeError("no association with the service")
-        return self
 
     def send(self, ds: Any, stat: bool = False) -> int:
+        """C-STORE ``ds`` (DIMSE Priority HIGH when ``stat``); a lost association is opened again
+        and the instance sent once more (counted in ``resends``)."""
         with self._lock:
-            return int(self._assoc.send_c_store(ds, priority=1 if stat else 0).Status)
+            status = self._assoc.send_c_store(ds, priority=1 if stat else 0)
+            if "Status" not in status:
+                self.resends += 1
+                self._connect()
+                status = self._assoc.send_c_store(ds, priority=1 if stat else 0)
+            return int(status.get("Status", 0xFFFF))
 
     def wait_reported(self, n: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -213,6 +225,7 @@ def run_load(settings: dict[str, Any], components: TriageComponents, rate: float
         "duration_s": duration_s,
         "sent": len(prepared),
         "sent_stat": sum(1 for _, s, _ in prepared if s),
+        "resends": svc.resends,
         "sender_lateness_ms_p99": round(percentile([x * 1000 for x in lateness], 99), 1) if lateness else 0.0,
         "achieved_images_per_s": round(accounting["reported"] / total_s, 2) if drained else None,
         "send_window_s": round(sent_s, 2),
