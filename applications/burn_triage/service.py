@@ -186,7 +186,9 @@ class BurnTriageService(Application):
                                      default_case=s["decision_support"].get("default_case") or {})
         # reports mirror the watched folder's sub-folders when it is the only source; else flat names
         root = str(self.watch) if self.watch is not None and not self.listen else None
-        emitter = ReportEmitter(s["report"]["formats"], source_root=root, date_format=s["report"]["date_format"])
+        # max_studies: months of images must not grow the emitter's per-run state without bound
+        emitter = ReportEmitter(s["report"]["formats"], source_root=root, date_format=s["report"]["date_format"],
+                                max_studies=1000)
         self.pool = ReportPoolOp(self, name="reporting_pool", emitter=emitter, workers=s["reporting"]["workers"],
                                  study_rollup=bool(s["report"].get("study_rollup", False)), metrics=m)
         settle = SettleOp(self, name="emr_integration", in_flight=self.in_flight, sink=FolderSink(self.output_dir),

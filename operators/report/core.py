@@ -440,7 +440,9 @@ class ReportEmitter:
     with the same file name gets ``_2``. ``patient_identifier_system`` is the FHIR identifier system
     of the DICOM Patient ID (the hospital's MRN system); ``code_map`` overrides burn-depth codes
     (class key → ``highdicom.sr.CodedConcept``); ``date_format`` (``strftime``) is how the text
-    and PDF reports print dates (ISO 8601 by default).
+    and PDF reports print dates (ISO 8601 by default). ``max_studies`` bounds the per-run state
+    of a long-running emitter (a service): beyond it the oldest studies' roll-up data and the
+    oldest report names are forgotten (a later image of such a study starts a new roll-up).
 
     The JSON report of a bundle with DICOM/FHIR artefacts names the generated objects in its
     ``outputs`` block (study, series and SOP Instance UIDs, Bundle id).
@@ -455,7 +457,9 @@ class ReportEmitter:
         code_map: dict[str, Any] | None = None,
         source_root: str | None = None,
         date_format: str = presentation.DEFAULT_DATE_FORMAT,
+        max_studies: int | None = None,
     ) -> None:
+        self.max_studies = max_studies
         self.formats = tuple(dict.fromkeys(formats))
         self.source_root = str(source_root) if source_root else None
         unknown = [f for f in self.formats if f not in report_formats.FORMATS]
@@ -522,7 +526,20 @@ class ReportEmitter:
             per_image[bundle.stem] = report
             order = self.state.get("study_order", {}).get(ctx.study_instance_uid, [])
             studies[ctx.study_instance_uid] = {s: per_image[s] for s in dict.fromkeys(order) if s in per_image}
+        if self.max_studies is not None:
+            self._forget_oldest(int(self.max_studies))
         return bundle
+
+    def _forget_oldest(self, max_studies: int) -> None:
+        """Keeps the per-run state of a long-running emitter bounded (see ``max_studies``)."""
+        for key in ("studies", "study_order"):
+            kept = self.state.get(key, {})
+            for uid in list(kept)[: max(0, len(kept) - max_studies)]:
+                del kept[uid]
+        stems = self.state.get("stems", {})
+        if len(stems) > 100 * max_studies:
+            for stem in list(stems)[: len(stems) // 2]:
+                del stems[stem]
 
     @property
     def renders_anywhere(self) -> bool:

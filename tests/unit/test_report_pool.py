@@ -151,3 +151,11 @@ def test_json_and_text_only_never_go_to_a_worker():
     pool.submit(emitter.prepare(d, "x"), ROUTINE)
     (r,) = pool.collect()
     assert pool._executor is None and emitter.finish(r.task).artefacts.keys() == {".json", ".txt"}
+
+
+def test_a_long_running_emitter_forgets_the_oldest_studies():
+    emitter = ReportEmitter(["json"], max_studies=2)
+    for i in range(5):
+        emitter.emit_one(example_decision(study_uid=f"1.2.3.{i}", sop_uid=f"1.2.3.{i}.1", source=f"/in/{i}.dcm"))
+    assert list(emitter.state["studies"]) == ["1.2.3.3", "1.2.3.4"]
+    assert list(emitter.state["study_order"]) == ["1.2.3.3", "1.2.3.4"]
