@@ -52,14 +52,21 @@ class TriageComponents:
     engine: Any  # engines.base.Engine
     preprocessor: Any  # operators.preprocess.core.Preprocessor
     head: Any  # operators.burn_severity.core head
+    #: The emergency lane's own engine (``burnscope serve``; on a GPU, on a high-priority stream).
+    stat_engine: Any = None
 
     @property
     def model_info(self):
         return self.engine.model_info
 
 
-def build_components(settings: dict[str, Any], model: str | None = None) -> TriageComponents:
-    """Load the model, build the engine (warmed up), the preprocessor and the burn head."""
+def build_components(settings: dict[str, Any], model: str | None = None, batch_sizes: Any = None,
+                     stat_engine: bool = False) -> TriageComponents:
+    """Load the model, build the engine (warmed up), the preprocessor and the burn head.
+
+    ``batch_sizes``: the engine's compiled sizes (default: 1 and ``source.batch_size``);
+    ``stat_engine``: also build the emergency lane's engine (same model and sizes; on a GPU its
+    work goes on a high-priority CUDA stream)."""
     from burnscope.engines.base import create_engine
     from burnscope.engines.model import load_biomedclip
     from burnscope.operators.burn_severity.core import load_head
@@ -71,23 +78,30 @@ def build_components(settings: dict[str, Any], model: str | None = None) -> Tria
     inference = settings["inference"]
     backend, precision = resolve_engine_choice(inference)
     bundle = load_biomedclip(model=model, config=inference["model_config"])
-    engine = create_engine(
-        bundle,
-        backend=backend,
-        precision=precision,
-        device=inference["device"],
-        batch_sizes=sorted({1, int(settings["source"]["batch_size"])}),
-        # static INT8: calibrated on the installed sample photographs when no model is cached yet
-        **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
-    )
+    sizes = sorted(batch_sizes or {1, int(settings["source"]["batch_size"])})
+
+    def make_engine(**extra: Any) -> Any:
+        return create_engine(
+            bundle,
+            backend=backend,
+            precision=precision,
+            device=inference["device"],
+            batch_sizes=sizes,
+            # static INT8: calibrated on the installed sample photographs when no model is cached yet
+            **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
+            **extra,
+        )
+
+    engine = make_engine()
     # Once, at the run's own batch size: the other sizes a run meets are warm after their first batch.
-    engine.warmup(iterations=1, sizes=[int(settings["source"]["batch_size"])])
+    engine.warmup(iterations=1, sizes=[max(sizes) if batch_sizes else int(settings["source"]["batch_size"])])
+    lane = make_engine(high_priority=True).warmup(iterations=1, sizes=[1]) if stat_engine else None
     preprocessor = Preprocessor.from_config(
         bundle.preprocess_cfg, device=settings["preprocess"]["device"], dtype=settings["preprocess"]["dtype"]
     )
     severity = settings["burn_severity"]
     head = load_head(bundle, severity.get("head"), abstain_threshold=float(severity["abstain_threshold"]))
-    return TriageComponents(bundle=bundle, engine=engine, preprocessor=preprocessor, head=head)
+    return TriageComponents(bundle=bundle, engine=engine, preprocessor=preprocessor, head=head, stat_engine=lane)
 
 
 class BurnTriageApp(Application):

@@ -41,9 +41,20 @@ def _ae_title(value: str) -> str:
 
 
 class WatchSettings(_Section):
+    path: Optional[str] = Field(
+        None, description="burnscope serve: the folder to watch when --watch is not given (null: no watched folder)."
+    )
     poll_interval: float = Field(0.5, gt=0, description="Seconds between polls of the watched folder.")
     settle_seconds: float = Field(
         1.0, ge=0, description="A file is complete once its size and modification time held this long."
+    )
+
+
+class ScpTimeouts(_Section):
+    acse_s: float = Field(30, gt=0, description="pynetdicom ACSE timeout: association messages (seconds).")
+    dimse_s: float = Field(30, gt=0, description="pynetdicom DIMSE timeout: one service message (seconds).")
+    network_s: float = Field(
+        60, gt=0, description="An association silent this long is closed (a client that sends nothing or stalls)."
     )
 
 
@@ -127,6 +138,10 @@ class ScpSettings(_Section):
         None, description="Peer IP addresses or CIDR networks that may connect; others are disconnected; null: any."
     )
     tls: Optional[ScpTlsSettings] = Field(None, description="DICOM TLS (PS3.15 BCP 195); null: plain DICOM.")
+    timeouts: ScpTimeouts = Field(default_factory=ScpTimeouts)
+    max_associations: int = Field(
+        10, ge=1, description="Simultaneous associations; more are rejected transiently (the modality retries)."
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -336,6 +351,75 @@ class DeliverySettings(_Section):
         return value
 
 
+class PriorityRuleSettings(_Section):
+    attribute: str = Field(description="A DICOM keyword, looked up in the dataset and its sequences.")
+    equals: list[str] = Field(min_length=1, description="Values (any case) that make the image STAT.")
+
+    @field_validator("attribute")
+    @classmethod
+    def _keyword(cls, value: str) -> str:
+        from burnscope.operators.priority.core import check_keyword
+
+        return check_keyword(value)
+
+
+class PrioritySettings(_Section):
+    dimse_high_is_stat: bool = Field(True, description="A C-STORE sent with DIMSE Priority HIGH is STAT.")
+    stat_calling_aets: list[str] = Field(
+        default_factory=list, description="Calling AE titles whose images are STAT (e.g. the emergency department)."
+    )
+    rules: list[PriorityRuleSettings] = Field(
+        default_factory=lambda: [PriorityRuleSettings(attribute="RequestedProcedurePriority", equals=["STAT"])],
+        description="DICOM attribute rules; any match makes the image STAT.",
+    )
+    sidecar: bool = Field(True, description="A case sidecar with \"priority\": \"stat\" makes the image STAT.")
+    stat_lane: bool = Field(
+        True, description="serve: STAT images get an image tower of their own (a high-priority CUDA stream on a GPU)."
+    )
+
+    @field_validator("stat_calling_aets")
+    @classmethod
+    def _aets(cls, value: list[str]) -> list[str]:
+        return [_ae_title(v) for v in value]
+
+
+class BatchingSettings(_Section):
+    max_batch: int = Field(8, ge=1, le=1024, description="serve: most images per image-tower batch.")
+    max_delay_ms: float = Field(
+        5, ge=0, description="serve: a partial batch leaves once its oldest image waited this long (0: at once)."
+    )
+
+
+class ReportingSettings(_Section):
+    workers: Optional[int] = Field(
+        None, ge=0, description="serve: report-rendering processes (null: one per core but one, at most 8; "
+        "0: render in the graph).",
+    )
+
+
+class MetricsSettings(_Section):
+    port: Optional[int] = Field(None, ge=0, le=65535, description="serve: /metrics, /healthz, /readyz on this port "
+                                "(null: off; --metrics-port sets it).")
+    bind_address: str = Field(
+        "127.0.0.1", description="Interface of the metrics port; 0.0.0.0 inside a container whose port is published."
+    )
+    check_destinations: bool = Field(
+        True, description="/readyz also needs every network destination reachable (TCP, checked every 15 s)."
+    )
+
+    @field_validator("bind_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return ScpSettings._address(value)  # the same rule as the SCP's interface
+
+
+class ServiceSettings(_Section):
+    shutdown_timeout_s: float = Field(
+        300, gt=0, description="serve: after SIGTERM, finish the images in flight for at most this long "
+        "(a second SIGTERM stops at once)."
+    )
+
+
 class SchedulerSettings(_Section):
     kind: Literal["greedy", "event_based"] = Field(
         "event_based", description="greedy | event_based (stages overlap on a multi-core machine)."
@@ -353,6 +437,11 @@ class TriageSettings(_Section):
     decision_support: DecisionSupportSettings = Field(default_factory=DecisionSupportSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    priority: PrioritySettings = Field(default_factory=PrioritySettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
 
@@ -453,6 +542,8 @@ def _default_text(field: Any) -> str:
         return "(section)"
     if isinstance(default, str):
         return f"`{default}`"
+    if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+        return "`" + str([d.model_dump() for d in default]).replace("'", "") + "`"
     return f"`{'null' if default is None else default}`".replace("True", "true").replace("False", "false")
 
 
@@ -474,7 +565,8 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             rows += _rows(section, f"{key}.")
             continue
         listed = next((a for a in items if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        kind = "list of destinations" if listed is not None else _type_name(annotation)
+        kind = (("list of destinations" if listed is Destination else "list of rules") if listed is not None
+                else _type_name(annotation))
         meaning = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{key}` | {kind} | {_default_text(field)} | {meaning} |")
         if listed is not None:

@@ -5,6 +5,7 @@ grows without one file owning everything; options and error exits shared by all 
 :mod:`.options`::
 
     cmd_core      info, run, bench burn-triage
+    cmd_serve     serve (burn-triage as a service)
     cmd_dicom     inspect, wrap-photo
     cmd_engines   export-onnx, quantize, build-engine, bench engines
     cmd_clinical  decide, train-head, evaluate, calibrate
@@ -25,7 +26,7 @@ import sys
 
 import typer
 
-from . import cmd_clinical, cmd_core, cmd_dicom, cmd_engines, cmd_model, cmd_reports, cmd_web
+from . import cmd_clinical, cmd_core, cmd_dicom, cmd_engines, cmd_model, cmd_reports, cmd_serve, cmd_web
 
 app = typer.Typer(
     name="burnscope",
@@ -69,7 +70,7 @@ bench_app = typer.Typer(help="Headless benchmarks: latency percentiles, images/s
 app.add_typer(bench_app, name="bench")
 
 #: Command groups, in the order ``burnscope --help`` lists their commands.
-COMMAND_MODULES = (cmd_core, cmd_dicom, cmd_engines, cmd_clinical, cmd_reports, cmd_web, cmd_model)
+COMMAND_MODULES = (cmd_core, cmd_serve, cmd_dicom, cmd_engines, cmd_clinical, cmd_reports, cmd_web, cmd_model)
 
 for _module in COMMAND_MODULES:
     _module.register(app, bench_app)

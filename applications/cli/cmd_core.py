@@ -93,12 +93,19 @@ def _overrides(backend, precision, device, batch_size, scheduler) -> dict:
     }
 
 
-def _load_components(settings: dict, model: Optional[str]):
+def _load_components(settings: dict, model: Optional[str], service: bool = False):
+    """The model and engines; ``service``: sized for the dynamic batcher, plus the emergency lane's."""
     from burnscope.applications.burn_triage.app import build_components
 
+    extra = {}
+    if service:
+        from burnscope.operators.batching.core import engine_batch_sizes
+
+        extra = {"batch_sizes": engine_batch_sizes(settings["batching"]["max_batch"]),
+                 "stat_engine": bool(settings["priority"]["stat_lane"])}
     with console.status("Loading BiomedCLIP and preparing the engine (first run exports/caches it)..."):
         try:
-            return build_components(settings, model=model)
+            return build_components(settings, model=model, **extra)
         except (FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
@@ -201,7 +208,7 @@ def run(
 
 
 def bench_burn_triage(
-    input_path: Path = typer.Option(..., "-i", "--input", help="DICOM folder (recursive) or file."),
+    input_path: Optional[Path] = typer.Option(None, "-i", "--input", help="DICOM folder (recursive) or file; with --rate, the images to send (default: the shipped sample photographs)."),
     repeat: int = typer.Option(3, "--repeat", min=1, help="Measured runs over the input (after one warm-up run)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
     model: Optional[str] = MODEL_OPT,
@@ -214,10 +221,20 @@ def bench_burn_triage(
     formats: Optional[str] = typer.Option(None, "--formats", help="Report formats rendered, comma-separated (default from config: all six)."),
     period_ms: Optional[float] = typer.Option(None, "--period-ms", help="Pace the source: one batch per period (unloaded latency); default: as fast as possible."),
     direct: bool = typer.Option(True, "--direct/--no-direct", help="Also time the same stages called without Holoscan (overhead)."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Open-loop load on the service (burnscope serve's graph): Poisson arrivals, images/s over C-STORE."),
+    stat_fraction: float = typer.Option(0.1, "--stat-fraction", help="--rate: share of images sent STAT (DIMSE Priority HIGH)."),
+    duration: float = typer.Option(60.0, "--duration", help="--rate: seconds of arrivals."),
 ) -> None:
-    """Run burn-triage headless (reports rendered, not written): latency p50/p95/p99, images/s, peak RSS."""
+    """Run burn-triage headless (reports rendered, not written): latency p50/p95/p99, images/s, peak RSS.
+    With --rate: open-loop load on the service, STAT and routine latency, achieved images/s, queue depths."""
     from burnscope.applications.burn_triage.runner import write_json
     from burnscope.benchmarks.burn_triage import run_benchmark
+
+    if rate is not None:
+        return _bench_load(input_path, rate, stat_fraction, duration, json_file, model, backend, precision, device,
+                           scheduler, config, formats)
+    if input_path is None:
+        fail("-i/--input is required (or --rate IMG_PER_S for the open-loop service load)")
 
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     overrides["source"]["period_ms"] = period_ms
@@ -248,6 +265,32 @@ def bench_burn_triage(
                   "(loader emit → report sink); run s: median wall time of one pass over the input.", highlight=False)
     if result.get("holoscan_overhead_pct") is not None:
         console.print(f"Holoscan overhead (median run time, graph vs direct): {result['holoscan_overhead_pct']:+.1f}%")
+    if json_file is not None:
+        write_json(result, json_file)
+        console.print(f"wrote {json_file}", highlight=False)
+
+
+def _bench_load(input_path, rate, stat_fraction, duration, json_file, model, backend, precision, device, scheduler,
+                config, formats) -> None:
+    """``bench burn-triage --rate``: :func:`burnscope.benchmarks.service_load.run_load`."""
+    from burnscope.applications.burn_triage.runner import write_json
+    from burnscope.benchmarks.service_load import run_load, table
+
+    if rate <= 0 or not 0 <= stat_fraction <= 1 or duration <= 0:
+        fail("--rate and --duration must be positive, --stat-fraction between 0 and 1")
+    overrides = _overrides(backend, precision, device, None, scheduler)
+    overrides["source"]["kind"] = "scp"
+    if formats:
+        overrides["report"] = {"formats": [f.strip() for f in formats.split(",") if f.strip()]}
+    settings = _prepare("burn-triage", None, config, overrides, model=model)
+    components = _load_components(settings, model, service=True)
+    with console.status(f"open-loop load: {rate} img/s for {duration:.0f} s ({stat_fraction:.0%} STAT)..."):
+        result = run_load(settings, components, rate=rate, stat_fraction=stat_fraction, duration_s=duration,
+                          images=input_path)
+    if result["model"].get("demo"):
+        demo_banner(console)
+    typer.echo(table([("load", result)]))
+    console.print("latency: C-STORE done → report written, per image; queue depths sampled every 100 ms", highlight=False)
     if json_file is not None:
         write_json(result, json_file)
         console.print(f"wrote {json_file}", highlight=False)

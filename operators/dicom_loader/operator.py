@@ -40,6 +40,12 @@ class _ErrorsPortMixin:
     the port's condition instead would drop error records whenever their sink is busy.)
     """
 
+    def setup(self, spec: OperatorSpec) -> None:
+        """The sources' ports: ``images``, and ``errors`` unless ``errors_port=False``."""
+        spec.output("images")
+        if self.errors_port:
+            spec.output("errors")
+
     def _check_errors_port(self) -> None:
         if not self.errors_port:
             return
@@ -351,6 +357,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         allowed_calling_aets, require_called_aet, allowed_addresses, tls: who may connect
             (see :class:`~burnscope.operators.dicom_loader.scp.StoreSCP`); refusals are
             counted in ``rejected_associations``.
+        timeouts: pynetdicom's ``{acse_s, dimse_s, network_s}`` (a silent or stalled association
+            is closed after them); max_associations: simultaneous associations (default 10).
         batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector,
             isolate, decode_timeout_s, worker_memory_mb: as for :class:`DicomWatchSourceOp`.
     """
@@ -369,6 +377,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         require_called_aet: bool = False,
         allowed_addresses: Sequence[str] | None = None,
         tls: Any = None,
+        timeouts: dict[str, float] | None = None,
+        max_associations: int = 10,
         batch_size: int = 8,
         poll_interval: float = 0.1,
         stop_after_idle: float | None = None,
@@ -391,6 +401,9 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             max_pdu=max_pdu, spool_dir=spool_dir, allowed_calling_aets=allowed_calling_aets,
             require_called_aet=require_called_aet, allowed_addresses=allowed_addresses, tls=tls,
         )
+        from burnscope.operators.dicom_loader.service import apply_timeouts
+
+        apply_timeouts(self.scp, timeouts, max_associations)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
                                   isolate=isolate, decode_timeout_s=decode_timeout_s,
                                   worker_memory_mb=worker_memory_mb)
