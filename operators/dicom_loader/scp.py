@@ -1,8 +1,10 @@
 """A DICOM C-STORE SCP (pynetdicom) without Holoscan: receives images into a spool folder.
 
-Each received instance is written to ``spool_dir`` under a temporary name and renamed into
-place, so a reader never sees half a file; its path is then put on :attr:`StoreSCP.received`.
-Log lines name the SOP Instance UID and the calling AE title, never the patient.
+Each received instance is written to ``spool_dir`` under a temporary name, flushed to disk
+(``fsync`` of the file, then of the folder after the rename into place), handed to ``on_stored``
+(the intake journal records it there) and only then acknowledged with Success; its path is then
+put on :attr:`StoreSCP.received`. A reader never sees half a file, and an acknowledged instance
+survives a crash. Log lines name the SOP Instance UID and the calling AE title, never the patient.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import logging
 import os
 import queue
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from io import BytesIO
 from pathlib import Path
 
 from pydicom.uid import (
@@ -63,6 +66,9 @@ class StoreSCP:
         transfer_syntaxes: accepted transfer syntaxes.
         max_pdu: maximum PDU size this SCP receives (bytes, 0 = unlimited).
         spool_dir: where received files go (default: a new temporary folder).
+        on_stored: ``callback(path, sop_instance_uid)`` after an instance is on disk and before
+            Success is returned; if it raises, the SCU gets "out of resources" (0xA700) and may
+            send again.
     """
 
     def __init__(
@@ -74,11 +80,13 @@ class StoreSCP:
         transfer_syntaxes: Iterable[str] = DEFAULT_TRANSFER_SYNTAXES,
         max_pdu: int = 16382,
         spool_dir: str | os.PathLike | None = None,
+        on_stored: Callable[[Path, str], None] | None = None,
     ) -> None:
         self.ae_title = ae_title
+        self.on_stored = on_stored
         self.bind_address = bind_address
         self.requested_port = int(port)
-        self.spool_dir = Path(spool_dir) if spool_dir else Path(tempfile.mkdtemp(prefix="burnscope-scp-"))
+        self.spool_dir = Path(spool_dir).absolute() if spool_dir else Path(tempfile.mkdtemp(prefix="burnscope-scp-"))
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.received: queue.Queue[Path] = queue.Queue()
         self.received_count = 0
@@ -98,17 +106,26 @@ class StoreSCP:
         return self._server.server_address[1] if self._server is not None else self.requested_port
 
     def _on_store(self, event) -> int:
+        from burnscope.operators.sinks.folder import write_atomic
+
         try:
             ds = event.dataset
             ds.file_meta = event.file_meta
             uid = str(ds.SOPInstanceUID)
             final = self.spool_dir / f"{uid}.dcm"
-            partial = final.with_name(final.name + ".part")
-            ds.save_as(partial, enforce_file_format=True)
-            os.replace(partial, final)  # atomic: readers never see a half-written file
+            buffer = BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
         except Exception as exc:  # answer the SCU with a failure status instead of dropping the link
             log.warning("C-STORE from %s failed: %s", event.assoc.requestor.ae_title, exc)
             return 0xC210  # cannot understand
+        try:
+            # temporary name, fsync, rename, fsync of the folder: on disk before it is acknowledged
+            write_atomic(final, buffer.getvalue(), overwrite=True, fsync=True)
+            if self.on_stored is not None:
+                self.on_stored(final, uid)
+        except Exception as exc:  # disk full, journal unusable: the SCU keeps the image and retries
+            log.error("C-STORE %s from %s not stored: %s", uid, event.assoc.requestor.ae_title, exc)
+            return 0xA700  # out of resources
         self.received_count += 1
         log.info("received %s from %s", uid, event.assoc.requestor.ae_title)
         self.received.put(final)
