@@ -194,23 +194,25 @@ def test_output_disk_full_reports_are_never_half_written_and_the_run_says_so(tmp
 
 @pytest.mark.slow
 @needs_mount
-def test_output_folder_turned_read_only_mid_run(tmp_path):
+def test_a_read_only_output_folder_fails_its_reports_cleanly_and_the_rest_are_written(tmp_path):
     inputs = tmp_path / "in"
-    copies(sample_images(SAMPLE), 30, inputs)
+    copies(sample_images(SAMPLE), 12, inputs / "study-a")
+    copies(sample_images(SAMPLE), 12, inputs / "study-b", start=100)
     out = tmp_path / "out"
-    out.mkdir()
-    # the folder becomes read-only once the first report is there (a remount by an admin, a full quota)
-    flip = (f"mount --bind {out} {out}; "
-            f"( while [ -z \"$(find {out} -name '*.pdf' -print -quit)\" ]; do sleep 0.1; done; "
-            f"mount -o remount,bind,ro {out} ) &")
+    (out / "study-a").mkdir(parents=True)
+    # reports mirror the input folders: study-a's go to a folder mounted read-only
+    # (a share exported read-only, a remount by an administrator); root does not get past that
+    read_only = f"mount --bind {out}/study-a {out}/study-a && mount -o remount,bind,ro {out}/study-a"
     rc, result, output = _in_private_mount(
-        tmp_path, flip,
+        tmp_path, read_only,
         ["run", "burn-triage", "-i", str(inputs), "-o", str(out), "-c", str(tiny_config(tmp_path)), "-q"],
     )
     assert rc == 4, output[-3000:]
-    acc = result.get("accounting") or {}
-    assert acc.get("write_failures"), output[-3000:]
-    assert "Read-only file system" in output
+    acc = result["accounting"]
+    assert acc["lost"] == 0 and acc["balanced"]
+    assert acc["reported"] > 0 and len(acc["write_failures"]) == acc["errors"] > 0
+    assert "Read-only file system" in output and "not written (see errors.jsonl)" in output
+    assert list((tmp_path / "host").glob("listing.txt"))
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
