@@ -36,6 +36,7 @@ from typing import Any
 
 from burnscope.applications.burn_triage.app import TriageComponents
 from burnscope.applications.burn_triage.runner import run_triage
+from burnscope.benchmarks.burn_triage import percentile
 from burnscope.benchmarks.workload import cpu_load
 
 SCHEDULERS = ("event_based", "greedy")
@@ -80,15 +81,6 @@ def machine() -> dict[str, Any]:
     info["cpu_model"] = fields.get("Model name", "").strip()
     info["cpu_flags"] = fields.get("Flags", "").strip()
     return info
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100.0
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def _report_files(out: Path) -> int:
@@ -190,7 +182,7 @@ def run_stress(
                     "images_per_run": expected,
                     "worker_threads": sched.get("worker_threads") if kind == "event_based" else 1,
                     "run_wall_s": {"median": round(statistics.median(walls), 3),
-                                   "p95": round(_percentile(walls, 95), 3), "max": round(max(walls), 3)},
+                                   "p95": round(percentile(walls, 95), 3), "max": round(max(walls), 3)},
                     "failures": failures,
                 }
     finally:

@@ -111,6 +111,16 @@ def test_drain_needs_the_source_finished_and_every_terminal_at_every_tick():
     assert ledger.drained() and ledger.in_flight() == 0
 
 
+def _stoppable(clock):
+    """A ledger with one terminal and one message in flight, a stop request, a monitor (grace 5 s)."""
+    ledger = RunLedger(clock=clock)
+    ledger.register_terminal("sink")
+    stop = StopRequest()
+    monitor = RunMonitor(ledger, stop, grace_s=5, clock=clock)
+    ledger.tick()
+    return ledger, stop, monitor
+
+
 def test_monitor_outcomes_drained_interrupted_grace_and_stall():
     clock = Clock()
     ledger = RunLedger(clock=clock)
@@ -133,22 +143,14 @@ def test_monitor_outcomes_drained_interrupted_grace_and_stall():
     clock.now += 3600
     assert service.check() is None  # an idle service is not stalled
 
-    ledger = RunLedger(clock=clock)
-    ledger.register_terminal("sink")
-    stop = StopRequest()
-    monitor = RunMonitor(ledger, stop, grace_s=5, clock=clock)
-    ledger.tick()
+    ledger, stop, monitor = _stoppable(clock)
     stop.request(15)
     assert monitor.check() is None
     ledger.finish()
     ledger.message_done("sink")
     assert monitor.check() == INTERRUPTED
 
-    ledger = RunLedger(clock=clock)
-    ledger.register_terminal("sink")
-    stop = StopRequest()
-    monitor = RunMonitor(ledger, stop, grace_s=5, clock=clock)
-    ledger.tick()
+    ledger, stop, monitor = _stoppable(clock)
     stop.request(2)
     assert monitor.check() is None
     clock.now += 6
