@@ -67,8 +67,10 @@ class _Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    _Scripted.script, _Scripted.received = [], []
-    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), _Scripted)
+    # a class of its own per test: a handler still sleeping from an earlier test cannot touch it
+    handler = type("Scripted", (_Scripted,), {"script": [], "received": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    httpd.handler = handler
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield httpd
     httpd.shutdown()
@@ -84,7 +86,7 @@ def _fhir(server, timeout_s=5.0):
 
 
 def test_a_slow_fhir_server_times_out_is_retried_and_delivered_once(tmp_path, server):
-    _Scripted.script = [(200, {}, 2.0)]  # answers, but after the client's timeout
+    server.handler.script = [(200, {}, 2.0)]  # answers, but after the client's timeout
     service = _service(tmp_path, _fhir(server, timeout_s=0.5))
     service.submit(ReportEmitter(["fhir"]).emit([example_decision()]))
     started = time.monotonic()
@@ -99,13 +101,13 @@ def test_a_slow_fhir_server_times_out_is_retried_and_delivered_once(tmp_path, se
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_5xx_is_transient(tmp_path, server, status):
-    _Scripted.script = [(status, {}, 0.0)]
+    server.handler.script = [(status, {}, 0.0)]
     service = _service(tmp_path, _fhir(server))
     service.submit(ReportEmitter(["fhir"]).emit([example_decision()]))
     assert service.pump() == 0
     row = service.outbox.rows()[0]
     assert row["status"] == "pending" and row["last_status"] == status
-    assert service.drain(timeout_s=10) and len(_Scripted.received) == 1
+    assert service.drain(timeout_s=10) and len(server.handler.received) == 1
     service.close()
 
 
@@ -114,7 +116,7 @@ def test_429_with_retry_after_waits_at_least_that_long(tmp_path, server, form):
     wait_s = 2
     value = str(wait_s) if form == "seconds" else format_datetime(
         dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait_s + 1), usegmt=True)
-    _Scripted.script = [(429, {"Retry-After": value}, 0.0)]
+    server.handler.script = [(429, {"Retry-After": value}, 0.0)]
     service = _service(tmp_path, _fhir(server))
     service.submit(ReportEmitter(["fhir"]).emit([example_decision()]))
     asked = time.time()
@@ -122,14 +124,14 @@ def test_429_with_retry_after_waits_at_least_that_long(tmp_path, server, form):
     row = service.outbox.rows()[0]
     assert row["status"] == "pending" and row["last_status"] == 429 and "retry after" in row["last_error"]
     assert row["next_attempt_at"] - asked >= wait_s - 0.5  # not the 0.05 s backoff
-    assert service.pump() == 0 and len(_Scripted.received) == 0  # not due yet: no request sent
+    assert service.pump() == 0 and len(server.handler.received) == 0  # not due yet: no request sent
     assert service.drain(timeout_s=15)
-    assert len(_Scripted.received) == 1 and time.time() - asked >= wait_s - 0.5
+    assert len(server.handler.received) == 1 and time.time() - asked >= wait_s - 0.5
     service.close()
 
 
 def test_a_slow_dicomweb_server_times_out(tmp_path, server):
-    _Scripted.script = [(200, {}, 2.0)]
+    server.handler.script = [(200, {}, 2.0)]
     service = _service(tmp_path, {"name": "dicomweb", "kind": "stowrs", "timeout_s": 0.5,
                                   "url": f"http://127.0.0.1:{server.server_port}/dicom-web"})
     service.submit(ReportEmitter(["sr"]).emit([example_decision()]))
