@@ -128,7 +128,10 @@ class ScpSettings(_Section):
         "capture), \"all\", or a list of SOP Class UIDs.",
     )
     max_pdu: int = Field(16382, ge=0, description="Maximum PDU size received (bytes; 0 = unlimited).")
-    spool_dir: Optional[str] = Field(None, description="Folder for received files; null: a temporary folder.")
+    spool_dir: Optional[str] = Field(
+        None, description="Folder for received files (each fsync'd before C-STORE Success); null: <output>/spool "
+        "(0600 files in a 0700 folder)."
+    )
     allowed_calling_aets: Optional[list[str]] = Field(
         None, description="Calling AE titles that may store; any other is rejected (\"calling AE not recognised\"); "
         "null: any."
@@ -228,6 +231,11 @@ class SourceSettings(_Section):
         None, gt=0, description="watch/scp: stop after this many seconds without a new file (null: run until stopped)."
     )
     max_files: Optional[int] = Field(None, ge=1, description="watch/scp: stop after this many files (null: no limit).")
+    journal: Optional[str] = Field(
+        None,
+        description="watch/scp: the intake journal (SQLite) of files acknowledged or seen and not yet reported; "
+        "a restart processes them first (docs/reliability.md). null: <output>/journal.sqlite.",
+    )
     watch: WatchSettings = Field(default_factory=WatchSettings)
     scp: ScpSettings = Field(default_factory=ScpSettings)
 
@@ -425,6 +433,26 @@ class SchedulerSettings(_Section):
         "event_based", description="greedy | event_based (stages overlap on a multi-core machine)."
     )
     worker_threads: int = Field(4, ge=1, description="event_based: worker threads.")
+    stop_on_deadlock_timeout_ms: int = Field(
+        200, ge=0,
+        description="How long the scheduler must find nothing ready or running before it ends the graph; the "
+        "run monitor ends it once everything has drained, so this is only the delay at the very end "
+        "(docs/reliability.md).",
+    )
+
+
+class RunSettings(_Section):
+    grace_s: float = Field(
+        30, ge=0, description="On SIGINT/SIGTERM: how long images in flight may take to finish before the run "
+        "stops and records them as pending (a second signal stops at once)."
+    )
+    stall_timeout_s: Optional[float] = Field(
+        600, gt=0, description="Messages in flight and no stage finishing one for this long: the run ends and "
+        "lists what was not reported (exit code 3). null: wait for ever."
+    )
+    monitor_period_s: float = Field(
+        0.05, gt=0, le=5, description="How often the run monitor checks whether everything has drained."
+    )
 
 
 class TriageSettings(_Section):
@@ -443,6 +471,7 @@ class TriageSettings(_Section):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
 
 
 # -- validation ------------------------------------------------------------------------------------

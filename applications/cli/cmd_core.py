@@ -131,6 +131,15 @@ def _print_summary(summary: dict) -> None:
         table.add_row("associations refused (SCP access control)", str(summary["rejected_associations"]))
     for key, count in (summary.get("delivery") or {}).items():
         table.add_row(f"delivery: {key}", str(count))
+    acc = summary.get("accounting") or {}
+    if acc:
+        table.add_row("accepted = reported + errors + skipped",
+                      f"{acc['accepted']} = {acc['reported']} + {acc['errors']} + {acc['skipped']}"
+                      if acc["balanced"] and not (acc["lost"] or acc["pending"]) else
+                      f"{acc['accepted']} ≠ {acc['reported']} + {acc['errors']} + {acc['skipped']}")
+        for key in ("lost", "pending"):
+            if acc.get(key):
+                table.add_row(f"[bold red]{key}[/bold red]" if key == "lost" else key, str(acc[key]))
     console.print(table)
     console.print(
         f"model: {model['name']} · weights: {model['weights']} · backend: {model['backend']} "
@@ -138,6 +147,35 @@ def _print_summary(summary: dict) -> None:
     )
     if summary.get("output_dir"):
         console.print(f"reports in {summary['output_dir']}", highlight=False)
+
+
+def _print_problems(summary: dict) -> None:
+    """What the exit status is about: lost, pending, unwritten or unqueued images, by SOP UID / file."""
+    from .options import err_console
+
+    acc = summary.get("accounting") or {}
+    run = summary.get("run") or {}
+    listings = (
+        ("lost_items", "lost (accepted, neither reported nor recorded as an error)"),
+        ("pending_items", "pending (in flight when the run was stopped; a watch/listen restart takes them up)"),
+        ("write_failures", "not written (see errors.jsonl)"),
+        ("not_queued_items", "not handed to the outbox"),
+    )
+    for key, what in listings:
+        items = acc.get(key) or []
+        if not items:
+            continue
+        err_console.print(f"{len(items)} image(s) {what}:", highlight=False)
+        for item in items[:20]:
+            extra = f" ({item['file']})" if item.get("file") and item["file"] != item.get("label") else ""
+            err_console.print(f"  {item.get('label')}{extra}", highlight=False)
+        if len(items) > 20:
+            err_console.print(f"  ... and {len(items) - 20} more in summary.json", highlight=False)
+    if run.get("files_not_started"):
+        err_console.print(f"{run['files_not_started']} file(s) not started (the run was stopped)", highlight=False)
+    if run.get("outcome") in ("stalled", "error", "ended_by_scheduler") and (acc.get("lost") or run.get("error")):
+        err_console.print(f"the run ended: {run['outcome']}" + (f" ({run['error']})" if run.get("error") else ""),
+                          highlight=False)
 
 
 APP_ARG = typer.Argument(..., metavar="APP", help="Application to run: burn-triage.")
@@ -187,11 +225,12 @@ def run(
         source.update(kind="scp", scp={"port": listen, "ae_title": ae_title})
         input_path = input_path or output_dir
     settings = _prepare(app_name, input_path, config, overrides, model=model, output_dir=output_dir)
+    _check_state_files(settings, output_dir)
     components = _load_components(settings, model)
     if settings["source"]["kind"] != "folder":
         scp = settings["source"]["scp"]
         where = f"port {scp['port']} as {scp['ae_title']}" if settings["source"]["kind"] == "scp" else str(input_path)
-        console.print(f"listening on {where}; Ctrl-C stops", highlight=False)
+        console.print(f"listening on {where}; Ctrl-C or SIGTERM stops (after the images in flight)", highlight=False)
     progress = Progress(TextColumn("files"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=quiet or input_path.is_file())
     task = progress.add_task("files", total=None)
@@ -199,12 +238,65 @@ def run(
     def on_progress(done: int, total: int, _result) -> None:
         progress.update(task, completed=done, total=total)
 
-    with progress:
-        summary = run_triage(settings, input_path, output_dir, components, on_progress=on_progress)
-    write_json(summary, output_dir / "summary.json")
+    from burnscope.operators.dicom_loader.journal import JournalError
+
+    try:
+        with progress:
+            summary = run_triage(settings, input_path, output_dir, components, on_progress=on_progress,
+                                 handle_signals=True)
+    except JournalError as exc:  # opened as the graph is built; checked before, but it can change
+        fail(str(exc))
+    try:
+        write_json(summary, output_dir / "summary.json")
+    except OSError as exc:
+        from .options import err_console
+
+        err_console.print(f"[bold red]error:[/bold red] summary.json not written: {exc}", highlight=False)
     _print_summary(summary)
-    if summary["reports"] == 0:
-        fail("no image could be processed", code=1)
+    _print_problems(summary)
+    code, reason = summary["exit"]["code"], summary["exit"]["reason"]
+    if code == 1:
+        fail(reason, code=1)
+    if code:
+        from .options import err_console
+
+        err_console.print(f"[bold]exit {code}[/bold]: {reason}", highlight=False)
+        _exit(code, hung=summary.get("run", {}).get("hung", False))
+
+
+def _exit(code: int, hung: bool = False) -> None:
+    """Exit with ``code``; when the graph did not stop, without waiting for its threads."""
+    if hung:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+def _check_state_files(settings: dict, output_dir: Path) -> None:
+    """The outbox and the intake journal must be usable before the model loads: a database locked
+    by another process or corrupt stops the command with one line (it is never reset)."""
+    from burnscope.applications.burn_triage.app import open_journal
+    from burnscope.operators.dicom_loader.journal import JournalError
+    from burnscope.operators.sinks.outbox import Outbox, OutboxError
+
+    delivery = settings.get("delivery") or {}
+    if delivery.get("destinations"):
+        path = Path(delivery.get("outbox") or output_dir / "outbox.sqlite")
+        try:
+            with Outbox(path, busy_timeout_s=5.0) as outbox:
+                outbox.check_writable()
+        except OutboxError as exc:
+            fail(str(exc))
+    try:
+        journal = open_journal(settings, output_dir)
+    except JournalError as exc:
+        fail(str(exc))
+    if journal is not None:
+        journal.close()
 
 
 def bench_burn_triage(

@@ -47,9 +47,19 @@ def default_workers(cores: int | None = None) -> int:
     return max(1, min(8, int(cores) - 1))
 
 
-def _warm_worker() -> None:
-    """Worker initializer: import the renderers' libraries once, not on the first report."""
+def _warm_worker(source_date_epoch: str | None = None) -> None:
+    """Worker initializer: import the renderers' libraries once, not on the first report.
+
+    ``source_date_epoch``: the caller's ``SOURCE_DATE_EPOCH`` now — a forkserver child inherits
+    the environment the server had when it first started, not the caller's current one, and the
+    PDF renderer reads it (reproducible reports must not depend on which pool started first).
+    """
     import logging as _logging
+
+    if source_date_epoch is None:
+        os.environ.pop("SOURCE_DATE_EPOCH", None)
+    else:
+        os.environ["SOURCE_DATE_EPOCH"] = source_date_epoch
 
     _logging.getLogger("highdicom").setLevel(_logging.WARNING)
     from burnscope.operators.report import dicom, fhir, pdf, secondary_capture, standards  # noqa: F401
@@ -99,7 +109,7 @@ class ReportingPool:
         if self.workers and self._executor is None:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context(self.start_method),
-                initializer=_warm_worker,
+                initializer=_warm_worker, initargs=(os.environ.get("SOURCE_DATE_EPOCH"),),
             )
             # one no-op per worker so every process is up (and warm) before the first image
             for f in [self._executor.submit(time.sleep, 0.05) for _ in range(self.workers)]:
