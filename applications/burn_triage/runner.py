@@ -38,6 +38,10 @@ def run_triage(
     timestamps there (see :func:`burnscope.benchmarks.burn_triage.latencies_from_flow_log`). ``return_app``: also return the
     app, whose operators hold their counters.
     """
+    from burnscope.engines.base import INSTRUMENT_REFUSAL, is_instrument
+
+    if output_dir is not None and is_instrument(components.model_info):
+        raise ValueError(INSTRUMENT_REFUSAL)  # the benchmark's tower stand-in writes no reports
     app = BurnTriageApp(settings, input_path, output_dir, components, on_progress=on_progress)
     configure_scheduler(app, settings)
     started = time.perf_counter()

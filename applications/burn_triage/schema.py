@@ -100,6 +100,18 @@ class SourceSettings(_Section):
     max_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Rows × columns × frames of one file above this → error record too_large."
     )
+    scaled_decode: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: JPEG photographs much larger than the model input are decoded at 1/2, 1/4 or 1/8 scale "
+        "(DCT domain; short side still ≥ 224), then transformed exactly (docs/benchmarks/scaled-decode.md); off: "
+        "full-size decoding.",
+    )
+    gpu_decode: Literal["off", "auto", "on"] = Field(
+        "off",
+        description="Folder source: decode JPEG / JPEG 2000 frames on the GPU with nvImageCodec, a batch at a time, "
+        "into device memory (auto: when nvImageCodec and a GPU are usable; frames it cannot decode fall back to the "
+        "CPU). Needs executor: thread.",
+    )
     select: Union[None, str, dict[str, Any]] = Field(
         None,
         description="Series-selection rules (a mapping, or a JSON file path; docs/operators/dicom.md); null: every "
@@ -114,6 +126,16 @@ class SourceSettings(_Section):
     max_files: Optional[int] = Field(None, ge=1, description="watch/scp: stop after this many files (null: no limit).")
     watch: WatchSettings = Field(default_factory=WatchSettings)
     scp: ScpSettings = Field(default_factory=ScpSettings)
+
+    @field_validator("scaled_decode", "gpu_decode", mode="before")
+    @classmethod
+    def _yaml_switches(cls, value: Any, info: Any) -> Any:
+        # YAML 1.1 reads an unquoted off/on as false/true
+        if value is False:
+            return "off"
+        if value is True:
+            return "on" if info.field_name == "gpu_decode" else "auto"
+        return value
 
 
 class PreprocessSettings(_Section):
@@ -133,6 +155,15 @@ class InferenceSettings(_Section):
         "auto", description="auto: fp16 on a GPU, fp32 on the CPU."
     )
     device: Literal["auto", "cpu", "gpu", "cuda"] = Field("auto", description="auto | cpu | gpu.")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _not_the_instrument(cls, value: Any) -> Any:
+        from burnscope.engines.base import INSTRUMENT_BACKEND, INSTRUMENT_REFUSAL
+
+        if value == INSTRUMENT_BACKEND:  # the benchmark's tower stand-in: never for reports
+            raise ValueError(INSTRUMENT_REFUSAL)
+        return value
 
 
 class BurnSeveritySettings(_Section):
