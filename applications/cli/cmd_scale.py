@@ -44,6 +44,31 @@ def bench_cpu_share(
         console.print(f"wrote {json_file}", highlight=False)
 
 
+def bench_scaled_decode(
+    input_path: Path = typer.Option(..., "-i", "--input", help="Folder of large JPEG photographs as DICOM "
+                                    "(python -m burnscope.benchmarks.clinical_photos DIR writes 12 MP ones)."),
+    models: str = typer.Option("biomedclip,biomedclip-tiny", "--models", help="Architectures whose embedding cosine is measured."),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Timed passes (median)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
+) -> None:
+    """Decode speed-up and image-embedding cosine of DCT-domain scaled JPEG decoding against full decoding."""
+    from burnscope.applications.burn_triage.runner import write_json
+    from burnscope.benchmarks.scaled_decode import print_table, run_benchmark
+
+    if not input_path.is_dir():
+        fail(f"--input: not a folder: {input_path}")
+    with console.status("decoding both ways and embedding..."):
+        try:
+            result = run_benchmark(input_path, [m.strip() for m in models.split(",") if m.strip()], repeat)
+        except (ValueError, RuntimeError) as exc:
+            fail(str(exc))
+    print_table(result)
+    if json_file is not None:
+        write_json(result, json_file)
+        console.print(f"wrote {json_file}", highlight=False)
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this module's commands to the ``burnscope`` CLI."""
     bench_app.command("cpu-share")(bench_cpu_share)
+    bench_app.command("scaled-decode")(bench_scaled_decode)
