@@ -144,8 +144,10 @@ def run_direct(settings: dict[str, Any], input_path: str | os.PathLike, componen
     from burnscope.common.messages import ImageBatch
     from burnscope.operators.report.core import ReportEmitter
 
+    from burnscope.applications.burn_triage.decode_paths import loader_options
+
     src = settings["source"]
-    loader = DicomLoader(max_pixels=src["max_pixels"], workers=src["workers"])
+    loader = DicomLoader(**loader_options(src, components.preprocessor.image_size))
     encoder = ImageEncoder(components.engine)
     severity = BurnSeverity(components.head)
     support = DecisionSupport(settings["decision_support"].get("default_case") or {})

@@ -197,12 +197,15 @@ class BurnTriageApp(Application):
 
     def _source(self, conditions: list[Any]) -> Any:
         """The "Medical Images" box: a folder read once, a watched folder, or a C-STORE SCP."""
+        from .decode_paths import frame_source_for, gpu_decode_for
+
         src = self.settings["source"]
         common = dict(name="medical_images", batch_size=src["batch_size"], workers=src["workers"],
-                      max_pixels=src["max_pixels"], selector=src.get("select"))
+                      max_pixels=src["max_pixels"], selector=src.get("select"),
+                      frame_source=frame_source_for(src, self.components.preprocessor.image_size))
         if src["kind"] == "folder":
             return DicomFolderSourceOp(self, *conditions, input_path=self.input_path, on_progress=self.on_progress,
-                                       executor=src.get("executor", "thread"), **common)
+                                       executor=src.get("executor", "thread"), gpu_jpeg=gpu_decode_for(src), **common)
         until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"))
         if src["kind"] == "watch":
             watch = src.get("watch") or {}

@@ -76,6 +76,11 @@ class DicomLoader:
         decoding_plugin: force one pydicom pixel-data plugin (e.g. ``"pillow"``, which decodes
             JPEG baseline photographs faster than ``"pylibjpeg"``); empty lets pydicom choose,
             falling back to the others when the named plugin cannot decode a file.
+        frame_source: decodes the frames it can itself, e.g. ``scaled.ScaledJpegFrames`` (JPEG
+            photographs at the size the model needs); see ``decoding.decode_dataset``. With
+            ``gpu_jpeg`` it decodes the frames the GPU cannot. A source with a ``finish`` method
+            may return frames to decode later: :meth:`iter_batches` finishes them a batch at a
+            time, :meth:`load_file_result` and :meth:`iter_file_results` a file at a time.
     """
 
     def __init__(
@@ -89,10 +94,16 @@ class DicomLoader:
         selector: Callable[[Dataset], bool] | None = None,
         quiet_validation: bool = True,
         gpu_jpeg: bool = False,
+        frame_source: Callable[[Dataset, str, int, Path], list[Any] | None] | None = None,
     ) -> None:
         if gpu_jpeg and executor == "process":
             raise ValueError("gpu_jpeg needs executor='thread' (GPU arrays do not cross processes)")
         self.gpu_jpeg = gpu_jpeg
+        if gpu_jpeg:  # batched nvImageCodec decoding; frame_source decodes what it leaves
+            from burnscope.operators.dicom_loader.gpu_jpeg import GpuFrames
+
+            frame_source = GpuFrames(cpu_frames=frame_source)
+        self.frame_source = frame_source
         if quiet_validation:
             # pydicom's read-time validation warns *with the offending value* (a malformed
             # birth date or an over-long patient name ends up in the log); the loader does not
@@ -116,8 +127,11 @@ class DicomLoader:
         return scan(root, self.ignore)
 
     # -- one file ------------------------------------------------------------------------
-    def load_file_result(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> FileResult:
-        """Load one file; never raises for bad input (the error is in the result)."""
+    def load_file_result(
+        self, path: str | os.PathLike, root: str | os.PathLike | None = None, *, finish: bool = True
+    ) -> FileResult:
+        """Load one file; never raises for bad input (the error is in the result). ``finish=False``
+        leaves frames the ``frame_source`` deferred undecoded (:meth:`iter_batches` batches them)."""
         path = Path(path)
         result = FileResult(path=path)
         uid = ""
@@ -138,7 +152,25 @@ class DicomLoader:
             log.warning("%s: %s (%s)", path.name, result.error.reason, result.error.message)
         else:
             log.debug("%s: %d image(s)", uid or path.name, len(result.images))
+        return self._finish_file(result) if finish else result
+
+    def _finish_file(self, result: FileResult) -> FileResult:
+        """Decode the frames of one result that the frame source deferred (a frame that cannot
+        be decoded becomes the file's error; the frames that could are kept)."""
+        if getattr(self.frame_source, "finish", None) is None or not result.images:
+            return result
+        before = list(zip(result.images, result.infos))
+        images, errors = self._finish_batch(result.images, [])
+        kept = {id(image) for image in images}
+        result.images, result.infos = images, [info for image, info in before if id(image) in kept]
+        result.error = result.error or (errors[0] if errors else None)
         return result
+
+    def _finish_batch(
+        self, images: list[ImageRecord], errors: list[ErrorRecord]
+    ) -> tuple[list[ImageRecord], list[ErrorRecord]]:
+        finish = getattr(self.frame_source, "finish", None)
+        return finish(images, errors) if finish is not None else (images, errors)
 
     def load_file(
         self, path: str | os.PathLike, root: str | os.PathLike | None = None
@@ -153,7 +185,7 @@ class DicomLoader:
         return decode_dataset(
             ds, path, result, max_pixels=self.max_pixels,
             case=self._sidecars.case_for(path, root) if self.read_sidecars else {},
-            decoding_plugin=self.decoding_plugin, gpu_jpeg=self.gpu_jpeg,
+            decoding_plugin=self.decoding_plugin, frame_source=self.frame_source,
         )
 
     # -- many files ----------------------------------------------------------------------
@@ -161,7 +193,8 @@ class DicomLoader:
         self, paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None
     ) -> Iterator[FileResult]:
         """Load files in parallel (``workers`` threads), yielding results in input order."""
-        yield from self._ordered_results([(Path(p), Path(root) if root else None) for p in paths])
+        for result in self._ordered_results([(Path(p), Path(root) if root else None) for p in paths]):
+            yield self._finish_file(result)
 
     def _inputs(self, path: str | os.PathLike | Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
         roots = [path] if isinstance(path, (str, os.PathLike)) else list(path)
@@ -212,13 +245,13 @@ class DicomLoader:
             if result.error is not None:
                 errors.append(result.error)
             while len(images) >= batch_size:
-                yield images[:batch_size], errors
+                yield self._finish_batch(images[:batch_size], errors)
                 images, errors = images[batch_size:], []
             if len(errors) >= batch_size:
                 yield [], errors
                 errors = []
         if images or errors:
-            yield images, errors
+            yield self._finish_batch(images, errors)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -247,14 +280,14 @@ class DicomLoader:
         return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dicom-decode")
 
     def _load_chunk(self, pairs: list[tuple[Path, Path | None]]) -> list[FileResult]:
-        return [self.load_file_result(p, r) for p, r in pairs]
+        return [self.load_file_result(p, r, finish=False) for p, r in pairs]
 
     def _ordered_results(self, pairs: list[tuple[Path, Path | None]]) -> Iterator[FileResult]:
         if not pairs:
             return
         if self.workers == 1:
             for p, r in pairs:
-                yield self.load_file_result(p, r)
+                yield self.load_file_result(p, r, finish=False)
             return
         # Processes get several files per task: one round trip per small file would cost
         # more than decoding it. Threads take one file at a time (no round trip to amortize).

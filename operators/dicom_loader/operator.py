@@ -84,8 +84,11 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         decoding_plugin: pydicom pixel-data plugin to prefer (e.g. ``"pillow"``); default: pydicom's choice.
         selector: series-selection rules (dict, JSON text or path, or a ``SeriesSelector``);
             files of other series are skipped (counted in ``files_skipped``).
-        gpu_jpeg: decode colour JPEG photographs on the GPU (nvImageCodec) when possible; their
-            ``pixels`` are then CuPy arrays that stay on the device for preprocessing.
+        gpu_jpeg: decode colour JPEG and JPEG 2000 photographs on the GPU (nvImageCodec, a batch
+            at a time) when possible; their ``pixels`` are then CuPy arrays that stay on the
+            device for preprocessing.
+        frame_source: decodes the frames it can (e.g. ``scaled.ScaledJpegFrames``: large JPEG
+            photographs at the size the model needs); see ``DicomLoader``.
 
     Counters readable while or after the app runs: ``files_total``, ``files_done``,
     ``files_skipped``, ``images_emitted``, ``errors_emitted``, ``batches_emitted``.
@@ -105,6 +108,7 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         decoding_plugin: str = "",
         selector: Any = None,
         gpu_jpeg: bool = False,
+        frame_source: Any = None,
         errors_port: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -114,6 +118,7 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         self.loader = DicomLoader(
             max_pixels=max_pixels, workers=workers, ignore=ignore, executor=executor,
             decoding_plugin=decoding_plugin, selector=_as_selector(selector), gpu_jpeg=gpu_jpeg,
+            frame_source=frame_source,
         )
         self.on_progress = on_progress
         self.files_total = 0
@@ -242,7 +247,7 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         settle_seconds: a file is complete when size and mtime stay unchanged this long (default 1.0).
         stop_after_idle: stop after this many seconds with nothing new (default: never).
         max_files: stop after this many files (default: never).
-        workers, max_pixels, selector: as for :class:`DicomFolderSourceOp`.
+        workers, max_pixels, selector, frame_source: as for :class:`DicomFolderSourceOp`.
     """
 
     def __init__(
@@ -259,13 +264,15 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         on_progress: ProgressCallback | None = None,
         selector: Any = None,
+        frame_source: Any = None,
         errors_port: bool = True,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
         self.watcher = FolderWatcher(watch_path, settle_seconds=settle_seconds,
                                      ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS)
-        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector))
+        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
+                                  frame_source=frame_source)
         self.batch_size = int(batch_size)
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files
@@ -328,8 +335,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             endoscopic and secondary capture), or "all".
         max_pdu: maximum PDU size received (default 16382; 0 = unlimited).
         spool_dir: folder for received files (default: a temporary folder).
-        batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector: as
-            for :class:`DicomWatchSourceOp`.
+        batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector,
+            frame_source: as for :class:`DicomWatchSourceOp`.
     """
 
     def __init__(
@@ -349,6 +356,7 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         selector: Any = None,
+        frame_source: Any = None,
         errors_port: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -360,7 +368,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             sop_classes=DEFAULT_SOP_CLASSES if sop_classes is None else sop_classes,
             max_pdu=max_pdu, spool_dir=spool_dir,
         )
-        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector))
+        self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
+                                  frame_source=frame_source)
         self.batch_size = int(batch_size)
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files
