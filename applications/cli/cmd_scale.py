@@ -19,10 +19,12 @@ def bench_cpu_share(
     model_config: str = MODEL_CONFIG_OPT,
     compare: Optional[str] = typer.Option(None, "--compare", help="Another installation's python, measured alternately (before/after)."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="With --compare: fresh processes per installation."),
+    gpu: bool = typer.Option(False, "--gpu", help="Time the GPU path instead (nvImageCodec, CuPy, torch FP16): a per-stage breakdown."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
     """Per-image CPU time of everything but the image tower (replaced by a zero-cost stand-in):
-    decode, preprocess, head, decision support, each report format; batch 1 and 32."""
+    decode, preprocess, head, decision support, each report format; batch 1 and 32. With --gpu,
+    the same stages on the GPU path, each synchronised (where the time goes on a GPU machine)."""
     from burnscope.applications.burn_triage.runner import write_json
     from burnscope.benchmarks.cpu_share import ALL_FORMATS, print_table, run_benchmark
 
@@ -37,7 +39,11 @@ def bench_cpu_share(
     if unknown:
         fail(f"--formats: unknown {', '.join(unknown)}; known: {', '.join(ALL_FORMATS)}")
     with console.status("measuring the CPU share (image tower replaced by a zero-cost stand-in)..."):
-        result = run_benchmark(input_path, copies, sizes, repeat, chosen, model_config, compare=compare, rounds=rounds)
+        try:
+            result = run_benchmark(input_path, copies, sizes, repeat, chosen, model_config, compare=compare,
+                                   rounds=rounds, gpu=gpu)
+        except RuntimeError as exc:
+            fail(str(exc))
     print_table(result)
     if json_file is not None:
         write_json(result, json_file)

@@ -20,13 +20,13 @@ def test_measures_every_stage_per_image_at_each_batch_size():
         entry = result["batches"][size]
         assert entry["images"] == 10
         stages = entry["stages"]
-        for stage in ("decode", "preprocess", "tower (stand-in)", "head", "decision support",
+        for stage in ("decode", "preprocess", "tower", "head", "decision support",
                       "report: dict only", "report: json+txt", "report: json alone", "report: txt alone"):
             assert stages[stage]["cpu_ms"] > 0 and stages[stage]["wall_ms"] > 0, stage
         after = entry["sums"][next(iter(cpu_share.SUMS))]["cpu_ms"]
         parts = sum(stages[s]["cpu_ms"] for s in ("head", "decision support", "report: json+txt"))
         assert after == pytest.approx(parts, abs=1e-3)
-        assert stages["tower (stand-in)"]["cpu_ms"] < stages["preprocess"]["cpu_ms"]  # it costs ~nothing
+        assert stages["tower"]["cpu_ms"] < stages["preprocess"]["cpu_ms"]  # it costs ~nothing
 
 
 def test_stand_in_gives_varied_findings_without_looking_at_pixels():
@@ -71,3 +71,29 @@ def test_cli_refuses_the_instrument_backend(tmp_path):
     from burnscope.applications.cli import main
 
     assert main(["run", "burn-triage", "-i", str(SAMPLE_DATA), "-o", str(tmp_path / "o"), "--backend", "none"]) == 2
+
+
+def test_gpu_mode_says_what_it_needs_on_a_cpu_machine():
+    from burnscope.operators.dicom_loader import gpu_jpeg
+
+    if gpu_jpeg.available():
+        pytest.skip("a GPU and nvImageCodec are usable here")
+    with pytest.raises(RuntimeError, match="needs a usable CUDA GPU"):
+        cpu_share.run_benchmark(SAMPLE_DATA, copies=1, batch_sizes=(1,), repeat=1, formats=("json",), gpu=True)
+
+
+def test_gpu_targets_summary_reads_what_the_suite_writes(tmp_path):
+    import json
+
+    from burnscope.benchmarks import gpu_targets
+
+    (tmp_path / "burn-triage-gpudecode-batch32.json").write_text(json.dumps({"images_per_s": 3500.0}))
+    (tmp_path / "burn-triage-gpu-paced.json").write_text(json.dumps({"latency_ms": {"p99": 7.5}}))
+    stages = cpu_share.run_local(SAMPLE_DATA, copies=1, batch_sizes=(32,), repeat=1, formats=("json",),
+                                 model_config="biomedclip-tiny")
+    (tmp_path / "stages-gpu-sample.json").write_text(json.dumps({"installations": {"this": stages}}))
+    table = "\n".join(gpu_targets.targets_table(tmp_path) + gpu_targets.stages_table(tmp_path))
+    assert "| pipeline incl. decode, sample-size, img/s | ≥ 3,000 | 3,500.0 | met |" in table
+    assert "| 7.5 | **not met** | burn-triage-gpu-paced.json |" in table
+    assert "12 MP photos, img/s | ≥ 500 | not measured" in table
+    assert "| decode |" in table and "| report: json alone |" in table
