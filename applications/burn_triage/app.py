@@ -79,6 +79,7 @@ def build_components(settings: dict[str, Any], model: str | None = None) -> Tria
         batch_sizes=sorted({1, int(settings["source"]["batch_size"])}),
         # static INT8: calibrated on the installed sample photographs when no model is cached yet
         **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
+        **({"compile": True} if backend == "torch" and inference.get("compile") else {}),
     )
     # Once, at the run's own batch size: the other sizes a run meets are warm after their first batch.
     engine.warmup(iterations=1, sizes=[int(settings["source"]["batch_size"])])

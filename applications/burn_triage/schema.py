@@ -155,6 +155,10 @@ class InferenceSettings(_Section):
         "auto", description="auto: fp16 on a GPU, fp32 on the CPU."
     )
     device: Literal["auto", "cpu", "gpu", "cuda"] = Field("auto", description="auto | cpu | gpu.")
+    compile: bool = Field(
+        False, description="torch backend: torch.compile the image tower before its CUDA graphs are captured "
+        "(slower start; measured by benchmarks/tower_options.py)."
+    )
 
     @field_validator("backend", mode="before")
     @classmethod
