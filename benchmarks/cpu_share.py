@@ -394,6 +394,8 @@ def print_table(result: dict[str, Any]) -> None:
         if "32" not in batches:
             continue
         for key in list(SUMS)[:2]:
+            if key not in batches["32"]["sums"]:
+                continue
             cpu = batches["32"]["sums"][key]["cpu_ms"]
             verdict = "met" if cpu <= TARGET_MS else "not met"
             print(f"{n}, batch 32, {key.removeprefix('sum: ')}: {cpu:.3f} ms/image (target ≤ {TARGET_MS:g} ms: {verdict})")
@@ -420,10 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = run_benchmark(args.input, args.copies, args.batch_sizes, args.repeat, formats, args.model_config,
                            compare=args.compare, rounds=args.rounds, gpu=args.gpu)
-    print_table(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        from burnscope.applications.burn_triage.runner import write_json
+
+        write_json(result, args.json)
+    print_table(result)
     return 0
 
 

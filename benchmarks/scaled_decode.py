@@ -24,7 +24,6 @@ then may ``source.scaled_decode`` default to ``auto``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -145,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     result = run_benchmark(args.input, [m for m in args.models.split(",") if m], args.repeat)
-    print_table(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        from burnscope.applications.burn_triage.runner import write_json
+
+        write_json(result, args.json)
+    print_table(result)
     return 0
 
 

@@ -44,9 +44,10 @@ def bench_cpu_share(
                                    rounds=rounds, gpu=gpu)
         except RuntimeError as exc:
             fail(str(exc))
+    if json_file is not None:  # first: the figures survive whatever the table does
+        write_json(result, json_file)
     print_table(result)
     if json_file is not None:
-        write_json(result, json_file)
         console.print(f"wrote {json_file}", highlight=False)
 
 
@@ -68,9 +69,10 @@ def bench_scaled_decode(
             result = run_benchmark(input_path, [m.strip() for m in models.split(",") if m.strip()], repeat)
         except (ValueError, RuntimeError) as exc:
             fail(str(exc))
+    if json_file is not None:  # first: the figures survive whatever the table does
+        write_json(result, json_file)
     print_table(result)
     if json_file is not None:
-        write_json(result, json_file)
         console.print(f"wrote {json_file}", highlight=False)
 
 
