@@ -137,9 +137,13 @@ def copy_inputs(source: Path, copies: int, into: Path) -> Path:
 
 
 def _report_sets(formats: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Emitters measured: the report dict alone, the JSON + text path, each format alone."""
+    """Emitters measured: the report dict alone, the JSON + text path, each format alone, and
+    all of ``formats`` together (as one run writes them: the PDF is rendered once for both PDF
+    formats) when they are more than JSON + text."""
     sets = {"report: dict only": (), "report: json+txt": JSON_TXT}
     sets.update({f"report: {fmt} alone": (fmt,) for fmt in formats})
+    if set(formats) - set(JSON_TXT):
+        sets[ALL_TOGETHER] = tuple(formats)
     return sets
 
 
@@ -205,7 +209,7 @@ class Pipeline:
             for name, emitter in emitters.items():
                 with clock(name):
                     emitter.emit(decisions)
-            with clock("study roll-up (json+txt)"):
+            with clock(ROLLUP):
                 touched = sorted({d.finding.context.study_instance_uid for d in decisions} - {""})
                 emitters["report: json+txt"].study_rollups(touched)
         if not self.gpu:
@@ -253,14 +257,22 @@ def measure(pipeline: Pipeline, root: Path, batch_sizes: Sequence[int], repeat: 
 
 GPU_HOST_DECODE = "decode, GPU path's CPU part (headers + codestreams)"
 TOWER = "tower"
-#: Stage sums reported besides the stages (the report-dict-only emitter is part of every report).
+ALL_TOGETHER = "report: all formats together"
+ROLLUP = "study roll-up (json+txt)"
+#: Stage sums reported besides the stages (the report-dict-only emitter is part of every report;
+#: the study roll-ups, JSON + text whatever the formats, are part of every report stage).
 SUMS = {
-    "sum: json+txt after the tower (head, decisions, reports)": ("head", "decision support", "report: json+txt"),
-    "sum: json+txt on a GPU host (CPU part of decode … reports)": (
-        GPU_HOST_DECODE, "head", "decision support", "report: json+txt",
+    "sum: json+txt after the tower (head, decisions, reports, roll-ups)": (
+        "head", "decision support", "report: json+txt", ROLLUP,
     ),
-    "sum: json+txt on the CPU alone (decode … reports)": (
-        "decode", "preprocess", TOWER, "head", "decision support", "report: json+txt",
+    "sum: json+txt on a GPU host (CPU part of decode … roll-ups)": (
+        GPU_HOST_DECODE, "head", "decision support", "report: json+txt", ROLLUP,
+    ),
+    "sum: json+txt on the CPU alone (decode … roll-ups)": (
+        "decode", "preprocess", TOWER, "head", "decision support", "report: json+txt", ROLLUP,
+    ),
+    "sum: all formats after the tower (head, decisions, reports, roll-ups)": (
+        "head", "decision support", ALL_TOGETHER, ROLLUP,
     ),
 }
 

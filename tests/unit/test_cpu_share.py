@@ -24,8 +24,10 @@ def test_measures_every_stage_per_image_at_each_batch_size():
                       "report: dict only", "report: json+txt", "report: json alone", "report: txt alone"):
             assert stages[stage]["cpu_ms"] > 0 and stages[stage]["wall_ms"] > 0, stage
         after = entry["sums"][next(iter(cpu_share.SUMS))]["cpu_ms"]
-        parts = sum(stages[s]["cpu_ms"] for s in ("head", "decision support", "report: json+txt"))
+        parts = sum(stages[s]["cpu_ms"] for s in ("head", "decision support", "report: json+txt",
+                                                   "study roll-up (json+txt)"))
         assert after == pytest.approx(parts, abs=1e-3)
+        assert "report: all formats together" not in stages  # JSON + text only: nothing more to measure
         assert stages["tower"]["cpu_ms"] < stages["preprocess"]["cpu_ms"]  # it costs ~nothing
 
 
@@ -97,3 +99,15 @@ def test_gpu_targets_summary_reads_what_the_suite_writes(tmp_path):
     assert "| 7.5 | **not met** | burn-triage-gpu-paced.json |" in table
     assert "12 MP photos, img/s | ≥ 500 | not measured" in table
     assert "| decode |" in table and "| report: json alone |" in table
+
+
+def test_all_formats_are_also_measured_together_as_one_run_writes_them():
+    entry = cpu_share.run_local(SAMPLE_DATA, copies=1, batch_sizes=(4,), repeat=1, formats=("json", "fhir"),
+                                model_config="biomedclip-tiny")["batches"]["4"]
+    stages = entry["stages"]
+    together = stages["report: all formats together"]["cpu_ms"]
+    assert together > stages["report: json alone"]["cpu_ms"] and together > 0
+    parts = sum(stages[s]["cpu_ms"] for s in ("head", "decision support", "report: all formats together",
+                                              "study roll-up (json+txt)"))
+    assert entry["sums"]["sum: all formats after the tower (head, decisions, reports, roll-ups)"]["cpu_ms"] == \
+        pytest.approx(parts, abs=1e-3)
