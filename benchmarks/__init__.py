@@ -22,6 +22,17 @@ module             measures                                        run it with
 ``preprocess``     BiomedCLIP transform: NumPy, CuPy, open_clip    ``python -m burnscope.benchmarks.preprocess``
 ``gpu``            engines + preprocessing on a GPU, with the      ``python -m burnscope.benchmarks.gpu``
                    H100 targets
+``cpu_share``      per-image CPU time of everything but the       ``burnscope bench cpu-share -i DIR``
+                   image tower (a zero-cost stand-in), per stage
+                   and report format; ``--gpu``: the GPU path's
+                   per-stage breakdown
+``scaled_decode``  DCT-domain scaled JPEG decoding vs full:       ``burnscope bench scaled-decode -i DIR``
+                   speed-up, embedding cosine
+``clinical_photos`` 12 MP JPEG (+ JPEG 2000) photographs as DICOM ``python -m burnscope.benchmarks.clinical_photos OUT``
+                   into a folder (inputs, not a benchmark)
+``tower_options``  torch.compile + CUDA graphs, FP8 (torchao):    ``python -m burnscope.benchmarks.tower_options --out DIR``
+                   img/s and cosine vs fp32 (GPU)
+``gpu_targets``    a GPU suite run against DESIGN.md's targets    ``python -m burnscope.benchmarks.gpu_targets OUT``
 ``gpu_suite.sh``   install, GPU tests and every GPU benchmark      ``bash benchmarks/gpu_suite.sh OUT`` (checkout)
 =================  ==============================================  =======================================
 

@@ -144,10 +144,10 @@ def run_direct(settings: dict[str, Any], input_path: str | os.PathLike, componen
     from burnscope.common.messages import ImageBatch
     from burnscope.operators.report.core import ReportEmitter
 
+    from burnscope.applications.burn_triage.decode_paths import loader_options
+
     src = settings["source"]
-    loader = DicomLoader(max_pixels=src["max_pixels"], workers=src["workers"], isolate=src.get("isolate", True),
-                         decode_timeout_s=src.get("decode_timeout_s", 30.0),
-                         worker_memory_mb=src.get("worker_memory_mb", 4096))
+    loader = DicomLoader(**loader_options(src, components.preprocessor.image_size))
     encoder = ImageEncoder(components.engine)
     severity = BurnSeverity(components.head)
     support = DecisionSupport(settings["decision_support"].get("default_case") or {})

@@ -4,21 +4,37 @@
 #   bash benchmarks/gpu_suite.sh OUT_DIR [WHEEL_DIR]     (from a checkout: it runs the tests too)
 #
 # 1. installs burnscope (no dependency resolution; WHEEL_DIR may hold wheels of what the
-#    machine lacks, installed first without network),
-# 2. runs the GPU tests (CuPy-vs-NumPy preprocessing parity, CUDA engine tests) — they are
+#    machine lacks, e.g. nvidia-nvimgcodec-cu13 and torchao, installed first without network),
+# 2. runs the GPU tests (CuPy-vs-NumPy preprocessing parity, CUDA engine tests, nvImageCodec vs
+#    pydicom decoding, GPU-decoded findings vs the CPU pipeline, compile/FP8 towers) — they are
 #    skipped on CPU-only machines, so this is where they really run,
 # 3. benchmarks the engines (torch CUDA FP16/BF16 with CUDA graphs, batch 1…256, fidelity vs
 #    fp32) and CuPy vs NumPy preprocessing (python -m burnscope.benchmarks.gpu),
 # 4. benchmarks the burn-triage Holoscan graph end to end on the GPU (DICOM → report), paced
-#    (unloaded latency) and flat out (throughput), when Holoscan imports.
+#    (unloaded latency) and flat out (throughput), when Holoscan imports,
+# and, as further PARTS:
+#   decode        nvImageCodec batched decoding vs the CPU on the sample set (decode-gpu.json)
+#   tower         torch.compile + CUDA graphs and FP8 (torchao) towers: img/s at batch 1/32/256,
+#                 cosine vs fp32, whether FP8 may join the engine interface (tower-options.json)
+#   stages        per-stage breakdown with the GPU path (nvImageCodec → CuPy → torch FP16 → head →
+#                 decisions → JSON + text), sample-size and 12 MP (stages-gpu-*.json)
+#   gpupipeline   the graph with source.gpu_decode: on — throughput on sample-size and 12 MP
+#                 inputs, batch-1 paced latency (burn-triage-gpudecode-*.json)
+#   cpu           what runs on any machine: the CPU share (bench cpu-share) and the scaled-decode
+#                 fidelity table on this host's CPU (cpu-share.json, scaled-decode.json)
+# then targets.md (python -m burnscope.benchmarks.gpu_targets OUT_DIR) compares what was measured
+# with DESIGN.md's GPU targets.
 #
 # 5. benchmarks `burnscope serve`'s graph on the GPU: open-loop load with STAT images (targets:
 #    STAT p99 <= 2x unloaded batch-1 p99 and <= 0.25x routine p99 at 90% of capacity; the STAT lane
 #    runs on a high-priority CUDA stream), the batching curve, the reporting pool.
 #
-# PARTS (environment, default "tests engines pipeline service") picks the steps after the install.
-# Everything lands in OUT_DIR: info.json, pytest-gpu.log, engines-gpu.{json,md},
-# burn-triage-gpu-*.json, suite.log. Exit status: non-zero if the GPU tests failed.
+# PARTS (environment, default "tests engines pipeline service") picks the steps after the install; with
+# 15 device-minutes, run PARTS="tests decode stages gpupipeline" first and "tower" (torch.compile
+# autotuning takes minutes) in a second call. The 12 MP inputs are generated into a temporary
+# folder (never into OUT_DIR). Everything lands in OUT_DIR: info.json, pytest-gpu.log,
+# engines-gpu.{json,md}, burn-triage-gpu-*.json, the files above, suite.log. Exit status:
+# non-zero if the GPU tests failed.
 set -uo pipefail
 OUT=${1:?usage: gpu_suite.sh OUT_DIR [WHEEL_DIR]}
 WHEELS=${2:-}
@@ -89,6 +105,64 @@ timeout 900 "$PY" -m burnscope.benchmarks.batching -c "$OUT/service-gpu.yaml" --
 timeout 900 "$PY" -m burnscope.benchmarks.report_pool -c "$OUT/service-gpu.yaml" --model-config biomedclip --workers 0,4,8 \
   --burst 200 --json "$OUT/service-pool-gpu.json" || echo "reporting pool benchmark failed"
 fi
+
+clinical() {  # the 12 MP set, generated once per run into a temporary folder
+  if [ -z "${CLINICAL:-}" ]; then
+    CLINICAL=$(mktemp -d)/clinical
+    "$PY" -m burnscope.benchmarks.clinical_photos "$CLINICAL" --count "${CLINICAL_COUNT:-16}" --j2k 1 || echo "clinical set failed"
+  fi
+}
+gpu_decode_yaml="$OUT/gpu-decode.yaml"
+printf 'source:\n  gpu_decode: "on"\n  workers: 8\n' > "$gpu_decode_yaml"
+
+if [[ " $PARTS " == *" decode "* ]]; then
+step "nvImageCodec batched decoding vs the CPU (sample-size; 12 MP decoding is in the stages part)"
+timeout 600 "$PY" -m burnscope.benchmarks.decode --nvimgcodec --photos 0 --repeat 3 --copies 4 --workers 1 8 \
+  --json "$OUT/decode-gpu.json" sample_data || echo "decode benchmark failed"
+fi
+
+if [[ " $PARTS " == *" tower "* ]]; then
+step "image tower: torch.compile + CUDA graphs, FP8 (torchao)"
+timeout 900 "$PY" -m burnscope.benchmarks.tower_options --out "$OUT" --batches 1,32,256 || echo "tower options failed"
+fi
+
+if [[ " $PARTS " == *" stages "* ]]; then
+step "per-stage breakdown on the GPU path"
+clinical
+timeout 600 "$PY" -m burnscope.applications.cli bench cpu-share --gpu -i sample_data --copies 40 --batch-sizes 1,32 \
+  --repeat 3 --formats json,txt --json "$OUT/stages-gpu-sample.json" || echo "stages (sample) failed"
+timeout 600 "$PY" -m burnscope.applications.cli bench cpu-share --gpu -i "$CLINICAL" --copies 2 --batch-sizes 1,32 \
+  --repeat 2 --formats json,txt --json "$OUT/stages-gpu-12mp.json" || echo "stages (12 MP) failed"
+fi
+
+if [[ " $PARTS " == *" gpupipeline "* ]]; then
+step "burn-triage graph with GPU decoding"
+clinical
+many=$(mktemp -d)
+for i in $(seq -w 1 40); do cp -r sample_data "$many/copy-$i"; done
+timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i "$many" --repeat 3 -c "$gpu_decode_yaml" \
+  --backend torch --precision fp16 --device gpu --batch-size 32 --formats json,txt \
+  --json "$OUT/burn-triage-gpudecode-batch32.json" || echo "gpu-decode bench (sample, batch 32) failed"
+big=$(mktemp -d)
+for i in 1 2 3 4; do cp -r "$CLINICAL" "$big/copy-$i"; done
+timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i "$big" --repeat 2 -c "$gpu_decode_yaml" \
+  --backend torch --precision fp16 --device gpu --batch-size 32 --formats json,txt \
+  --json "$OUT/burn-triage-gpudecode-12mp-batch32.json" || echo "gpu-decode bench (12 MP) failed"
+timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i sample_data --repeat 20 -c "$gpu_decode_yaml" \
+  --backend torch --precision fp16 --device gpu --batch-size 1 --formats json,txt --period-ms 20 --no-direct \
+  --json "$OUT/burn-triage-gpudecode-paced.json" || echo "gpu-decode bench (paced) failed"
+fi
+
+if [[ " $PARTS " == *" cpu "* ]]; then
+step "CPU share and scaled decoding (this host's CPU)"
+clinical
+timeout 900 "$PY" -m burnscope.applications.cli bench cpu-share -i sample_data --copies "${CPU_COPIES:-8}" \
+  --batch-sizes 1,32 --repeat "${CPU_REPEAT:-3}" --json "$OUT/cpu-share.json" || echo "cpu-share failed"
+timeout 900 "$PY" -m burnscope.applications.cli bench scaled-decode -i "$CLINICAL" --repeat 2 \
+  --json "$OUT/scaled-decode.json" || echo "scaled-decode failed"
+fi
+
+"$PY" -m burnscope.benchmarks.gpu_targets "$OUT" > "$OUT/targets.md" && cat "$OUT/targets.md" || echo "targets summary failed"
 
 step "done"
 exit "$tests_rc"

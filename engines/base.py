@@ -26,6 +26,15 @@ BACKENDS = ("onnxruntime", "torch", "tensorrt")
 #: Precision names used by the engines, the CLI and the benchmark rows.
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic", "fp8")
 DEVICES = ("auto", "cpu", "cuda", "gpu")  # "gpu" is an alias of "cuda"
+#: Backend name of the zero-cost image-tower stand-in that ``burnscope bench cpu-share`` builds
+#: (:mod:`burnscope.benchmarks.cpu_share`) to measure everything but the tower. An instrument:
+#: no setting or option selects it, :func:`create_engine` cannot build it, and no report is
+#: written with it.
+INSTRUMENT_BACKEND = "none"
+INSTRUMENT_REFUSAL = (
+    "backend 'none' (no image tower) is a benchmark instrument of `burnscope bench cpu-share`; "
+    f"reports need a real engine: {', '.join(BACKENDS)}"
+)
 
 
 class EngineError(RuntimeError):
@@ -43,6 +52,8 @@ SUPPORTED = {
 def check_engine_choice(backend: str, precision: str, device: str = "auto") -> str:
     """The device ``backend`` would run ``precision`` on here (``cpu``/``cuda``); an EngineError with
     one line saying what would work when the combination cannot run on this machine."""
+    if backend == INSTRUMENT_BACKEND:
+        raise EngineError(INSTRUMENT_REFUSAL)
     if backend not in BACKENDS:
         raise EngineError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -64,6 +75,11 @@ def check_engine_choice(backend: str, precision: str, device: str = "auto") -> s
         if not torch_cuda_usable():
             raise EngineError("--device gpu: torch sees no usable CUDA GPU on this machine")
     return resolved
+
+
+def is_instrument(info: ModelInfo) -> bool:
+    """True for results of the benchmark's tower stand-in (:data:`INSTRUMENT_BACKEND`)."""
+    return info.backend == INSTRUMENT_BACKEND
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -209,6 +225,8 @@ def create_engine(
     (static INT8: preprocessed images or a callable giving them, see ``quantize.Calibration``);
     torch ``cuda_graphs``, ``compile``, ``high_priority``; tensorrt ``onnx_path``, ``high_priority``, ``workspace_gb``.
     """
+    if backend == INSTRUMENT_BACKEND:
+        raise EngineError(INSTRUMENT_REFUSAL)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:

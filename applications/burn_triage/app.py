@@ -99,6 +99,7 @@ def build_components(settings: dict[str, Any], model: str | None = None, batch_s
             batch_sizes=sizes,
             # static INT8: calibrated on the installed sample photographs when no model is cached yet
             **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
+            **({"compile": True} if backend == "torch" and inference.get("compile") else {}),
             **extra,
         )
 
@@ -262,15 +263,16 @@ class BurnTriageApp(Application):
 
     def _source(self, conditions: list[Any]) -> Any:
         """The "Medical Images" box: a folder read once, a watched folder, or a C-STORE SCP."""
+        from .decode_paths import loader_options
+
         src = self.settings["source"]
-        common = dict(name="medical_images", batch_size=src["batch_size"], workers=src["workers"],
-                      max_pixels=src["max_pixels"], selector=src.get("select"), isolate=src.get("isolate", True),
-                      decode_timeout_s=src.get("decode_timeout_s", 30.0),
-                      worker_memory_mb=src.get("worker_memory_mb", 4096), ledger=self.ledger,
-                      stop=self.stop_request, on_progress=self.on_progress)
+        decode = loader_options(src, self.components.preprocessor.image_size, gpu=src["kind"] == "folder")
+        gpu_jpeg = decode.pop("gpu_jpeg")
+        common = dict(name="medical_images", batch_size=src["batch_size"], selector=src.get("select"),
+                      ledger=self.ledger, stop=self.stop_request, on_progress=self.on_progress, **decode)
         if src["kind"] == "folder":
             return DicomFolderSourceOp(self, *conditions, input_path=self.input_path,
-                                       executor=src.get("executor", "thread"), **common)
+                                       executor=src.get("executor", "thread"), gpu_jpeg=gpu_jpeg, **common)
         until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"), journal=self.journal)
         if src["kind"] == "watch":
             watch = src.get("watch") or {}

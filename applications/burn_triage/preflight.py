@@ -30,6 +30,11 @@ def _engine(settings: dict[str, Any]) -> list[str]:
         check_engine_choice(backend, precision, inference["device"])
     except EngineError as exc:
         return [f"inference: {exc}"]
+    if settings["source"].get("gpu_decode") == "on":
+        from burnscope.operators.dicom_loader import gpu_jpeg
+
+        if not gpu_jpeg.available():
+            return ["source.gpu_decode: on, but nvImageCodec or a GPU is not usable here (choose auto or off)"]
     if settings["preprocess"]["device"] == "gpu":
         from burnscope.common.gpu import cupy_usable
 

@@ -69,6 +69,10 @@ def run_triage(
     A graph error (an operator raised) does not escape: the summary says ``run.outcome: error``
     and the accounting lists what it cost.
     """
+    from burnscope.engines.base import INSTRUMENT_REFUSAL, is_instrument
+
+    if output_dir is not None and is_instrument(components.model_info):
+        raise ValueError(INSTRUMENT_REFUSAL)  # the benchmark's tower stand-in writes no reports
     app = BurnTriageApp(settings, input_path, output_dir, components, on_progress=on_progress, stop=stop)
     configure_scheduler(app, settings)
     started = time.perf_counter()

@@ -219,6 +219,19 @@ class SourceSettings(_Section):
     max_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Rows × columns × frames of one file above this → error record too_large."
     )
+    scaled_decode: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: JPEG photographs much larger than the model input are decoded at 1/2, 1/4 or 1/8 scale "
+        "(DCT domain; short side still ≥ 224), then transformed exactly (docs/benchmarks/scaled-decode.md); off: "
+        "full-size decoding.",
+    )
+    gpu_decode: Literal["off", "auto", "on"] = Field(
+        "off",
+        description="Folder source: decode JPEG / JPEG 2000 frames on the GPU with nvImageCodec, a batch at a time, "
+        "into device memory (auto: when nvImageCodec and a GPU are usable; frames it cannot decode fall back to the "
+        "CPU). Needs executor: thread. GPU decoding runs in this process, not in the isolated decode workers (device "
+        "memory does not cross processes).",
+    )
     select: Union[None, str, dict[str, Any]] = Field(
         None,
         description="Series-selection rules (a mapping, or a JSON file path; docs/operators/dicom.md); null: every "
@@ -239,6 +252,16 @@ class SourceSettings(_Section):
     watch: WatchSettings = Field(default_factory=WatchSettings)
     scp: ScpSettings = Field(default_factory=ScpSettings)
 
+    @field_validator("scaled_decode", "gpu_decode", mode="before")
+    @classmethod
+    def _yaml_switches(cls, value: Any, info: Any) -> Any:
+        # YAML 1.1 reads an unquoted off/on as false/true
+        if value is False:
+            return "off"
+        if value is True:
+            return "on" if info.field_name == "gpu_decode" else "auto"
+        return value
+
 
 class PreprocessSettings(_Section):
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto | cpu | gpu (CuPy when a GPU is usable).")
@@ -257,6 +280,19 @@ class InferenceSettings(_Section):
         "auto", description="auto: fp16 on a GPU, fp32 on the CPU."
     )
     device: Literal["auto", "cpu", "gpu", "cuda"] = Field("auto", description="auto | cpu | gpu.")
+    compile: bool = Field(
+        False, description="torch backend: torch.compile the image tower before its CUDA graphs are captured "
+        "(slower start; measured by benchmarks/tower_options.py)."
+    )
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _not_the_instrument(cls, value: Any) -> Any:
+        from burnscope.engines.base import INSTRUMENT_BACKEND, INSTRUMENT_REFUSAL
+
+        if value == INSTRUMENT_BACKEND:  # the benchmark's tower stand-in: never for reports
+            raise ValueError(INSTRUMENT_REFUSAL)
+        return value
 
 
 class BurnSeveritySettings(_Section):

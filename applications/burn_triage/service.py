@@ -93,6 +93,16 @@ class StopRequest:
         self.requested.set()
 
 
+def _cpu_decode_options(source: dict[str, Any], image_size: int) -> dict[str, Any]:
+    """The loader options of the service source: as ``run``'s watch and SCP sources (isolated
+    CPU decoding, scaled JPEG decoding)."""
+    from .decode_paths import loader_options
+
+    options = loader_options(source, image_size, gpu=False)
+    options.pop("gpu_jpeg")
+    return options
+
+
 class ServiceMonitorOp(Operator):
     """Ends the service graph when it is done (see the module docstring); ticks every 50 ms.
 
@@ -170,9 +180,7 @@ class BurnTriageService(Application):
             self, name="medical_images", scp=scp, watch_path=self.watch,
             poll_interval=min(0.05, float(src["watch"]["poll_interval"])),
             settle_seconds=float(src["watch"]["settle_seconds"]), batch_size=int(batching["max_batch"]),
-            workers=src["workers"], max_pixels=src["max_pixels"], selector=src.get("select"),
-            isolate=src.get("isolate", True), decode_timeout_s=src.get("decode_timeout_s", 30.0),
-            worker_memory_mb=src.get("worker_memory_mb", 4096),
+            selector=src.get("select"), **_cpu_decode_options(src, c.preprocessor.image_size),
             priority_rules=PriorityRules.from_settings(s["priority"]), stop_after_idle=src.get("stop_after_idle"),
             max_files=src.get("max_files"), in_flight=self.in_flight, metrics=m,
         )

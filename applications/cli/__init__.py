@@ -13,6 +13,7 @@ grows without one file owning everything; options and error exits shared by all 
     cmd_web       web (review app and REST API), web users add|remove|list
     cmd_model     finetune, export-bundle, export-triton
     cmd_reliability  bench stress, bench soak
+    cmd_scale     bench cpu-share, bench scaled-decode
 
 A new command group is a module with ``register(app, bench_app)`` that adds its functions with
 ``app.command(NAME)(function)`` (or a sub-``Typer`` with ``app.add_typer``), listed in
@@ -27,7 +28,10 @@ import sys
 
 import typer
 
-from . import cmd_clinical, cmd_core, cmd_dicom, cmd_engines, cmd_model, cmd_reliability, cmd_reports, cmd_serve, cmd_web
+from . import (
+    cmd_clinical, cmd_core, cmd_dicom, cmd_engines, cmd_model, cmd_reliability, cmd_reports, cmd_scale, cmd_serve,
+    cmd_web,
+)
 
 app = typer.Typer(
     name="burnscope",
@@ -72,7 +76,7 @@ app.add_typer(bench_app, name="bench")
 
 #: Command groups, in the order ``burnscope --help`` lists their commands.
 COMMAND_MODULES = (cmd_core, cmd_serve, cmd_dicom, cmd_engines, cmd_clinical, cmd_reports, cmd_web, cmd_model,
-                   cmd_reliability)
+                   cmd_reliability, cmd_scale)
 
 for _module in COMMAND_MODULES:
     _module.register(app, bench_app)

@@ -132,15 +132,18 @@ class BurnHead:
         if len(embeddings) == 0:
             return []
         probs = self.predict_proba(embeddings)
+        # Vectorised over the batch; one conversion to Python floats for all rows.
+        tops = np.argmax(probs, axis=1).tolist()
+        rows = probs.tolist()
+        classes, threshold = self.classes, self.abstain_threshold
         out = []
-        for row in probs:
-            top = int(np.argmax(row))
-            confidence = float(row[top])
-            abstained = confidence < self.abstain_threshold
+        for row, top in zip(rows, tops):
+            confidence = row[top]
+            abstained = confidence < threshold
             out.append(
                 Prediction(
-                    label=NEEDS_REVIEW if abstained else self.classes[top],
-                    probabilities={c: float(p) for c, p in zip(self.classes, row)},
+                    label=NEEDS_REVIEW if abstained else classes[top],
+                    probabilities=dict(zip(classes, row)),
                     confidence=confidence,
                     abstained=abstained,
                 )

@@ -760,17 +760,21 @@ class DecisionSupport:
     ``default_case`` holds case data that applies to every image (e.g. CLI options); each image's
     own ``context.case`` (sidecar JSON, DICOM tags) overrides it key by key. Invalid case data
     never stops a batch: the decision carries the error as a warning and names the bad field in
-    ``missing``.
+    ``missing``. Results are computed once per distinct (case, label, abstained, body site) and
+    reused for the images that share them (``cache_size`` of them kept; 0: none; see ``cache.py``).
     """
 
-    def __init__(self, default_case: Mapping[str, Any] | None = None):
+    def __init__(self, default_case: Mapping[str, Any] | None = None, cache_size: int | None = None):
+        from burnscope.operators.decision_support.cache import DEFAULT_SIZE, DecisionCache
+
         self.default_case = dict(default_case or {})
+        self.cache = DecisionCache(decide_for_finding, DEFAULT_SIZE if cache_size is None else cache_size)
 
     def decide_one(self, finding: Finding) -> Decision:
         context = finding.context
         case = {**self.default_case, **(context.case or {})}
         try:
-            result = decide_for_finding(finding.label, context.body_site, case, abstained=finding.abstained)
+            result = self.cache(finding.label, context.body_site, case, abstained=finding.abstained)
         except CaseError as exc:
             banner = [finding.model.banner] if finding.model.demo else []
             return Decision(

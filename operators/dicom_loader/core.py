@@ -124,6 +124,11 @@ class DicomLoader:
             falling back to the others when the named plugin cannot decode a file.
         priority_rules: e.g. a :class:`~burnscope.operators.priority.core.PriorityRules`; marks
             images STAT from their dataset's attributes and case sidecar (``apply(context, ds)``).
+        frame_source: decodes the frames it can itself, e.g. ``scaled.ScaledJpegFrames`` (JPEG
+            photographs at the size the model needs); see ``decoding.decode_dataset``. With
+            ``gpu_jpeg`` it decodes the frames the GPU cannot. A source with a ``finish`` method
+            may return frames to decode later: :meth:`iter_batches` finishes them a batch at a
+            time, :meth:`load_file_result` and :meth:`iter_file_results` a file at a time.
     """
 
     def __init__(
@@ -142,6 +147,7 @@ class DicomLoader:
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         worker_init: Callable[[], None] | None = None,
         priority_rules: Any = None,
+        frame_source: Callable[[Dataset, str, int, Path], list[Any] | None] | None = None,
     ) -> None:
         self.priority_rules = priority_rules
         if gpu_jpeg and executor == "process":
@@ -155,6 +161,11 @@ class DicomLoader:
         self.worker_init = worker_init
         self._decode_pool: DecodePool | None = None
         _quiet_plugin_failures()
+        if gpu_jpeg:  # batched nvImageCodec decoding; frame_source decodes what it leaves
+            from burnscope.operators.dicom_loader.gpu_jpeg import GpuFrames
+
+            frame_source = GpuFrames(cpu_frames=frame_source)
+        self.frame_source = frame_source
         if quiet_validation:
             # pydicom's read-time validation warns *with the offending value* (a malformed
             # birth date or an over-long patient name ends up in the log); the loader does not
@@ -178,14 +189,18 @@ class DicomLoader:
         return scan(root, self.ignore)
 
     # -- one file ------------------------------------------------------------------------
-    def load_file_result(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> FileResult:
-        """Load one file; never raises for bad input (the error is in the result)."""
+    def load_file_result(
+        self, path: str | os.PathLike, root: str | os.PathLike | None = None, *, finish: bool = True
+    ) -> FileResult:
+        """Load one file; never raises for bad input (the error is in the result). ``finish=False``
+        leaves frames the ``frame_source`` deferred undecoded (:meth:`iter_batches` batches them)."""
+        path, root = Path(path), Path(root) if root else None
         if self.isolate:
-            (result,) = self._pool().map([(Path(path), Path(root) if root else None)])  # runs map to its end
+            (result,) = self._pool().map([(path, root)])  # runs map to its end
         else:
-            result = self._load_one(Path(path), Path(root) if root else None)
+            result = self._load_one(path, root)
         self._log_result(result)
-        return result
+        return self._finish_file(result) if finish else result
 
     @staticmethod
     def _log_result(result: FileResult) -> None:
@@ -197,7 +212,8 @@ class DicomLoader:
             log.debug("%s: %d image(s)", result.path.name, len(result.images))
 
     def _load_one(self, path: Path, root: Path | None) -> FileResult:
-        """Load one file in this process, without logging; never raises for bad input."""
+        """Load one file in this process, without logging or finishing deferred frames; never
+        raises for bad input."""
         result = FileResult(path=path)
         uid = ""
         try:
@@ -225,6 +241,24 @@ class DicomLoader:
             result.error.message = one_line(result.error.message)  # one line, no traceback, always
         return result
 
+    def _finish_file(self, result: FileResult) -> FileResult:
+        """Decode the frames of one result that the frame source deferred (a frame that cannot
+        be decoded becomes the file's error; the frames that could are kept)."""
+        if getattr(self.frame_source, "finish", None) is None or not result.images:
+            return result
+        before = list(zip(result.images, result.infos))
+        images, errors = self._finish_batch(result.images, [])
+        kept = {id(image) for image in images}
+        result.images, result.infos = images, [info for image, info in before if id(image) in kept]
+        result.error = result.error or (errors[0] if errors else None)
+        return result
+
+    def _finish_batch(
+        self, images: list[ImageRecord], errors: list[ErrorRecord]
+    ) -> tuple[list[ImageRecord], list[ErrorRecord]]:
+        finish = getattr(self.frame_source, "finish", None)
+        return finish(images, errors) if finish is not None else (images, errors)
+
     def load_file(
         self, path: str | os.PathLike, root: str | os.PathLike | None = None
     ) -> tuple[list[ImageRecord], list[ErrorRecord]]:
@@ -238,7 +272,7 @@ class DicomLoader:
         return decode_dataset(
             ds, path, result, max_pixels=self.max_pixels,
             case=self._sidecars.case_for(path, root) if self.read_sidecars else {},
-            decoding_plugin=self.decoding_plugin, gpu_jpeg=self.gpu_jpeg,
+            decoding_plugin=self.decoding_plugin, frame_source=self.frame_source,
         )
 
     # -- many files ----------------------------------------------------------------------
@@ -246,7 +280,8 @@ class DicomLoader:
         self, paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None
     ) -> Iterator[FileResult]:
         """Load files in parallel (``workers`` threads), yielding results in input order."""
-        yield from self._ordered_results([(Path(p), Path(root) if root else None) for p in paths])
+        for result in self._ordered_results([(Path(p), Path(root) if root else None) for p in paths]):
+            yield self._finish_file(result)
 
     def _inputs(self, path: str | os.PathLike | Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
         roots = [path] if isinstance(path, (str, os.PathLike)) else list(path)
@@ -297,13 +332,13 @@ class DicomLoader:
             if result.error is not None:
                 errors.append(result.error)
             while len(images) >= batch_size:
-                yield images[:batch_size], errors
+                yield self._finish_batch(images[:batch_size], errors)
                 images, errors = images[batch_size:], []
             if len(errors) >= batch_size:
                 yield [], errors
                 errors = []
         if images or errors:
-            yield images, errors
+            yield self._finish_batch(images, errors)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -352,7 +387,7 @@ class DicomLoader:
         return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dicom-decode")
 
     def _load_chunk(self, pairs: list[tuple[Path, Path | None]]) -> list[FileResult]:
-        return [self.load_file_result(p, r) for p, r in pairs]
+        return [self.load_file_result(p, r, finish=False) for p, r in pairs]
 
     def _ordered_results(self, pairs: list[tuple[Path, Path | None]]) -> Iterator[FileResult]:
         if not pairs:
@@ -364,7 +399,7 @@ class DicomLoader:
             return
         if self.workers == 1:
             for p, r in pairs:
-                yield self.load_file_result(p, r)
+                yield self.load_file_result(p, r, finish=False)
             return
         # Processes get several files per task: one round trip per small file would cost
         # more than decoding it. Threads take one file at a time (no round trip to amortize).

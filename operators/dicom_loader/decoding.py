@@ -7,6 +7,7 @@ code; :class:`~burnscope.operators.dicom_loader.core.DicomLoader` turns them int
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,16 @@ def decode_dataset(
     case: dict[str, Any] | None = None,
     decoding_plugin: str = "",
     gpu_jpeg: bool = False,
+    frame_source: Callable[[Dataset, str, int, Path], list[Any] | None] | None = None,
 ) -> tuple[list[ImageRecord], list[FrameInfo]]:
     """The frames of a dataset read from ``path`` as RGB images, with their header facts.
 
     Fills ``result.header`` first (so a later failure still reports the header) and raises
     :class:`LoaderError` with a reason code for anything that cannot become an image.
-    ``case`` is the sidecar case data attached to every frame.
+    ``case`` is the sidecar case data attached to every frame. ``frame_source(ds, transfer
+    syntax, frames, path)``, called once the header checks passed, may return the frames itself
+    (H×W×3 uint8 RGB, e.g. ``scaled.ScaledJpegFrames``, or frames to decode later,
+    ``gpu_jpeg.GpuFrames``); ``None`` leaves them to pydicom's decoders.
     """
     meta_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", "") or "")
     if meta_class == MEDIA_DIRECTORY_STORAGE:
@@ -155,7 +160,8 @@ def decode_dataset(
         have, need = len(ds.PixelData), _expected_native_bytes(ds, frames)
         if have < need:
             raise LoaderError("truncated", f"pixel data has {have} of {need} bytes")
-    frame_arrays = _gpu_frames(ds, str(ts), frames, path) if gpu_jpeg else None
+    source = frame_source if frame_source is not None else (_gpu_frames if gpu_jpeg else None)
+    frame_arrays = source(ds, str(ts), frames, path) if source is not None else None
     on_gpu = frame_arrays is not None
     if frame_arrays is None:
         try:

@@ -99,8 +99,11 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         decoding_plugin: pydicom pixel-data plugin to prefer (e.g. ``"pillow"``); default: pydicom's choice.
         selector: series-selection rules (dict, JSON text or path, or a ``SeriesSelector``);
             files of other series are skipped (counted in ``files_skipped``).
-        gpu_jpeg: decode colour JPEG photographs on the GPU (nvImageCodec) when possible; their
-            ``pixels`` are then CuPy arrays that stay on the device for preprocessing.
+        gpu_jpeg: decode colour JPEG and JPEG 2000 photographs on the GPU (nvImageCodec, a batch
+            at a time) when possible; their ``pixels`` are then CuPy arrays that stay on the
+            device for preprocessing.
+        frame_source: decodes the frames it can (e.g. ``scaled.ScaledJpegFrames``: large JPEG
+            photographs at the size the model needs); see ``DicomLoader``.
         ledger: a :class:`~burnscope.operators.flow.ledger.RunLedger`: every loaded file is
             accepted there, every tick counted, and the end announced (``finish``).
         stop: a stop request (anything truthy when set, e.g. a
@@ -125,6 +128,7 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         decoding_plugin: str = "",
         selector: Any = None,
         gpu_jpeg: bool = False,
+        frame_source: Any = None,
         errors_port: bool = True,
         isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -142,6 +146,7 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
             max_pixels=max_pixels, workers=workers, ignore=ignore, executor=executor,
             decoding_plugin=decoding_plugin, selector=_as_selector(selector), gpu_jpeg=gpu_jpeg,
             isolate=isolate, decode_timeout_s=decode_timeout_s, worker_memory_mb=worker_memory_mb,
+            frame_source=frame_source,
         )
         self.on_progress = on_progress
         self.files_total = 0
@@ -310,9 +315,9 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             complete file is recorded before it is decoded; files an earlier run left pending are
             processed first, and files it finished are not read again (mark them done through
             the ledger's ``on_file_done``).
-        workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb, ledger, stop: as
-            for :class:`DicomFolderSourceOp`; on a stop request the watcher stops polling, emits what
-            it has decoded and ends.
+        workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb, frame_source,
+            ledger, stop: as for :class:`DicomFolderSourceOp`; on a stop request the watcher stops
+            polling, emits what it has decoded and ends.
     """
 
     def __init__(
@@ -329,6 +334,7 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         on_progress: ProgressCallback | None = None,
         selector: Any = None,
+        frame_source: Any = None,
         errors_port: bool = True,
         isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -348,7 +354,7 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
                                      ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS, skip=skip)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
                                   isolate=isolate, decode_timeout_s=decode_timeout_s,
-                                  worker_memory_mb=worker_memory_mb)
+                                  worker_memory_mb=worker_memory_mb, frame_source=frame_source)
         self.batch_size = int(batch_size)
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files
@@ -437,7 +443,7 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         timeouts: pynetdicom's ``{acse_s, dimse_s, network_s}`` (a silent or stalled association
             is closed after them); max_associations: simultaneous associations (default 10).
         batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector,
-            isolate, decode_timeout_s, worker_memory_mb, journal, ledger, stop, on_progress: as for
+            isolate, decode_timeout_s, worker_memory_mb, frame_source, journal, ledger, stop, on_progress: as for
             :class:`DicomWatchSourceOp`.
     """
 
@@ -464,6 +470,7 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         selector: Any = None,
+        frame_source: Any = None,
         errors_port: bool = True,
         isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -493,7 +500,7 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         apply_timeouts(self.scp, timeouts, max_associations)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
                                   isolate=isolate, decode_timeout_s=decode_timeout_s,
-                                  worker_memory_mb=worker_memory_mb)
+                                  worker_memory_mb=worker_memory_mb, frame_source=frame_source)
         self.batch_size = int(batch_size)
         self.stop_after_idle = stop_after_idle
         self.max_files = max_files

@@ -146,8 +146,9 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
             ``sop_classes``, ``max_pdu``, ``spool_dir``, ``timeouts``, ...); None: no SCP.
         watch_path: folder to watch; None: no watched folder. At least one of the two.
         poll_interval, settle_seconds: as for ``DicomWatchSourceOp``.
-        batch_size, workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb: as
-            for ``DicomFolderSourceOp`` (untrusted C-STOREs are decoded in supervised workers).
+        batch_size, workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb,
+            frame_source: as for ``DicomFolderSourceOp`` (untrusted C-STOREs are decoded in
+            supervised workers).
         priority_rules: :class:`~burnscope.operators.priority.core.PriorityRules`.
         in_flight: optional ledger (``accept(context)``, ``error_accepted()``, ``skipped()``).
         metrics: optional recorder (``observe_stage``, ``set_queue``, ``sync_rejections``).
@@ -169,6 +170,7 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
         isolate: bool = True,
         decode_timeout_s: float = 30.0,
         worker_memory_mb: int | None = 4096,
+        frame_source: Any = None,
         decode_per_tick: int | None = None,
         stop_after_idle: float | None = None,
         max_files: int | None = None,
@@ -186,7 +188,7 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
                                       ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS) if watch_path is not None else None)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
                                   priority_rules=self.rules, isolate=isolate, decode_timeout_s=decode_timeout_s,
-                                  worker_memory_mb=worker_memory_mb)
+                                  worker_memory_mb=worker_memory_mb, frame_source=frame_source)
         self.batch_size = int(batch_size)
         self.decode_per_tick = int(decode_per_tick or max(2 * self.batch_size, 8))
         self.stop_after_idle = stop_after_idle

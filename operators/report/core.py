@@ -10,6 +10,7 @@ and bump the version when a field changes meaning.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from burnscope.common.messages import DEMO_BANNER, STAT, Decision, ErrorRecord, 
 from burnscope.common.vocabulary import depth_rank
 from burnscope.operators.report import formats as report_formats
 from burnscope.operators.report import presentation
+from burnscope.operators.report.fastjson import dumps_indent2
 from burnscope.operators.report.formats import ALL_FORMATS
 from burnscope.common.vocabulary import display_name as label_display
 
@@ -53,7 +55,9 @@ def utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
+@functools.lru_cache(maxsize=1)
 def _package_version() -> str:
+    """The installed version, read once (importlib.metadata parses the dist-info on every call)."""
     try:
         from importlib.metadata import version
 
@@ -94,6 +98,15 @@ def report_stem(context: ImageContext, source_root: str | None = None) -> str:
 
 def _finite(value: Any) -> Any:
     """JSON has no NaN/Infinity: map non-finite floats to None."""
+    kind = type(value)  # the exact JSON types first (most of a report), then the general rules
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): _finite(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_finite(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -221,7 +234,7 @@ def content_fingerprint(report: dict[str, Any]) -> str:
 
 def render_json(report: dict[str, Any]) -> bytes:
     """Stable, human-diffable JSON bytes (UTF-8, sorted keys off: the schema order reads best)."""
-    return (json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    return (dumps_indent2(report) + "\n").encode("utf-8")
 
 
 def _rows(rows: list[tuple[str, str]], width: int = 28) -> list[str]:

@@ -10,6 +10,7 @@ explained row by row, and the urine-output target.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from typing import Any
 
 from burnscope.common.clinical import LEVEL_CONSULT, LEVEL_NONE, LEVEL_TRANSFER
@@ -62,6 +63,7 @@ def person_name(value: str) -> str:
     return f"{family}, {rest}" if family and rest else (family or rest or NOT_AVAILABLE)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; strptime/strftime cost ~10 µs per call
 def display_date(value: str, date_format: str = DEFAULT_DATE_FORMAT) -> str:
     """DICOM DA ``YYYYMMDD`` → ``date_format`` (ISO by default); anything else is shown as given."""
     text = (value or "").strip()
@@ -73,6 +75,7 @@ def display_date(value: str, date_format: str = DEFAULT_DATE_FORMAT) -> str:
         return text
 
 
+@functools.lru_cache(maxsize=1024)
 def display_timestamp(value: str) -> str:
     """An ISO 8601 UTC timestamp (``2026-01-01T09:30:00Z``) → ``2026-01-01 09:30 UTC``."""
     try:
