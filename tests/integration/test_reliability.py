@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fixtures import REPO
 from fixtures.cli_process import CLI, RunProcess, reported_uids, reports_by_image, summary, tiny_config
-from fixtures.dicom_helpers import SAMPLE, free_port
+from fixtures.dicom_helpers import SAMPLE, free_port, wait_for_port
 
 from burnscope.benchmarks.workload import copies, sample_images
 from burnscope.operators.dicom_loader.journal import Journal
@@ -96,6 +96,7 @@ def test_a_killed_listen_run_reports_every_acknowledged_image_exactly_once_after
     run = RunProcess(["run", "burn-triage", "--listen", str(port), "-o", str(out), "-c", str(config), "-q"],
                      tmp_path / "first.log")
     run.wait_for("listening on")
+    wait_for_port(port, timeout=120)  # the line comes before the graph (and its SCP) has started
     acknowledged = _send_and_kill_midway(port, files, run, after=20)  # SIGKILL while the SCU sends
     assert len(acknowledged) == 20 and acknowledged < sent
     sent = acknowledged  # what the modality may forget: the rest it will send again
