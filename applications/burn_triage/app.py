@@ -235,6 +235,7 @@ class BurnTriageApp(Application):
                     destinations=delivery["destinations"],
                     echo=bool(delivery.get("echo", True)),
                     drain_timeout_s=float(delivery.get("drain_timeout_s", 30)),
+                    max_attempts=delivery.get("max_attempts"),
                     ledger=ledger,
                 )
                 self.add_flow(emitter, network, {("reports", "reports")})

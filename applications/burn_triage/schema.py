@@ -384,6 +384,12 @@ class DeliverySettings(_Section):
     drain_timeout_s: float = Field(
         30, ge=0, description="At the end of a run keep delivering this long; the rest waits in the outbox."
     )
+    max_attempts: Optional[int] = Field(
+        None, ge=1, description="Transient failures (server down or slow, 5xx, 429, authentication or TLS refused) "
+        "after which a delivery is marked failed; it stays in the outbox for `burnscope outbox retry`. null: retried "
+        "for ever with backoff (a server down for a weekend catches up by itself; the outbox-growing alert of "
+        "docs/service.md shows a destination that never recovers).",
+    )
 
     @field_validator("destinations")
     @classmethod

@@ -230,7 +230,7 @@ class BurnTriageService(Application):
             self.network = NetworkSinkOp(
                 self, name="pacs_emr_delivery", outbox_path=delivery.get("outbox") or self.output_dir / "outbox.sqlite",
                 destinations=delivery["destinations"], echo=bool(delivery.get("echo", True)),
-                drain_timeout_s=float(delivery.get("drain_timeout_s", 30)),
+                drain_timeout_s=float(delivery.get("drain_timeout_s", 30)), max_attempts=delivery.get("max_attempts"),
             )
             self.add_flow(self.pool, self.network, {("reports", "reports")})
             self.ops[self.network.name] = self.network

@@ -113,7 +113,8 @@ class ReviewService:
             return None
         from burnscope.operators.sinks.network import DeliveryService
 
-        return DeliveryService.open(delivery.get("outbox") or self.out_dir / "outbox.sqlite", delivery["destinations"])
+        return DeliveryService.open(delivery.get("outbox") or self.out_dir / "outbox.sqlite", delivery["destinations"],
+                                    max_attempts=delivery.get("max_attempts"))
 
     def _pump_loop(self) -> None:
         while not self._pump_stop.wait(1.0):

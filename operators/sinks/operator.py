@@ -149,6 +149,8 @@ class NetworkSinkOp(Operator):
         audit_path: JSON-lines audit log (default: ``audit.jsonl`` beside the outbox).
         echo: C-ECHO the C-STORE destinations at start (default True).
         drain_timeout_s: how long ``stop()`` keeps delivering what is left (default 30 s).
+        max_attempts: transient failures after which a delivery is marked failed (kept in the
+            outbox for ``burnscope outbox retry``); None: retried for ever, with backoff.
         pump_budget_s: time each ``compute()`` may spend sending (default 2 s).
         ledger: hand each image report off there once its deliveries are in the outbox (or
             refused by it: the database locked by another process, the disk full).
@@ -172,11 +174,13 @@ class NetworkSinkOp(Operator):
         drain_timeout_s: float = 30.0,
         pump_budget_s: float = 2.0,
         ledger=None,
+        max_attempts: int | None = None,
         **kwargs,
     ):
         from burnscope.operators.sinks.network import DeliveryService
 
-        self.service = DeliveryService.open(outbox_path, destinations, audit_path=audit_path)
+        self.service = DeliveryService.open(outbox_path, destinations, audit_path=audit_path,
+                                            max_attempts=max_attempts)
         self.do_echo = echo
         self.drain_timeout_s = drain_timeout_s
         self.pump_budget_s = pump_budget_s

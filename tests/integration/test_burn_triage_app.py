@@ -319,6 +319,18 @@ def test_app_keeps_reports_in_the_outbox_while_the_server_is_down(tiny_settings,
     assert len(endpoint.received) == images
 
 
+def test_delivery_max_attempts_marks_a_destination_that_never_answers_failed(tiny_settings, components, tmp_path):
+    from burnscope.applications.burn_triage.runner import run_triage
+
+    settings = _with_fhir(tiny_settings, f"http://127.0.0.1:{free_port()}/fhir", drain_s=0.5)  # nothing listens
+    settings["delivery"]["max_attempts"] = 1
+    summary = run_triage(settings, SAMPLE, tmp_path, components)
+    images, _ = _expected_counts()
+    rows = _outbox_rows(tmp_path / "outbox.sqlite")
+    assert summary["delivery"]["failed"] == images and summary["delivery"]["pending"] == 0, (summary, rows)
+    assert {row["status"] for row in rows} == {"failed"} and {row["attempts"] for row in rows} == {1}
+
+
 # --- other ways in: a C-STORE SCP and a watched folder feed the same graph -----------------
 
 
