@@ -174,7 +174,10 @@ class BurnTriageService(Application):
         self.ops: dict[str, Any] = {}
         # the intake journal and the per-file ledger that marks it, as for `run --watch/--listen`
         self.journal = open_journal(settings, self.output_dir, service=True)
-        self.ledger = RunLedger(on_file_done=self.journal.settle) if self.journal is not None else None
+        # (with delivery, a file is done once its reports are in the outbox too)
+        deliveries = bool((settings.get("delivery") or {}).get("destinations"))
+        self.ledger = (RunLedger(deliveries=deliveries, on_file_done=self.journal.settle)
+                       if self.journal is not None else None)
 
     def compose(self) -> None:
         s, c, m = self.settings, self.components, self.metrics
@@ -236,7 +239,7 @@ class BurnTriageService(Application):
             self.network = NetworkSinkOp(
                 self, name="pacs_emr_delivery", outbox_path=delivery.get("outbox") or self.output_dir / "outbox.sqlite",
                 destinations=delivery["destinations"], echo=bool(delivery.get("echo", True)),
-                drain_timeout_s=float(delivery.get("drain_timeout_s", 30)),
+                drain_timeout_s=float(delivery.get("drain_timeout_s", 30)), ledger=self.ledger,
             )
             self.add_flow(self.pool, self.network, {("reports", "reports")})
             self.ops[self.network.name] = self.network
