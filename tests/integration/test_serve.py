@@ -184,3 +184,12 @@ def test_serve_with_the_reporting_pool_writes_the_reports_run_writes_byte_for_by
     assert proc.wait(timeout=600) == 0, (tmp_path / "serve.log").read_text()[-3000:]
     assert compare.compare(tmp_path / "run", tmp_path / "serve") == []
     assert len(list((tmp_path / "serve").rglob("*.pdf.dcm"))) >= 9
+
+
+def test_a_corrupt_journal_is_one_line_and_left_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.sqlite").write_bytes(b"\x00garbage" * 512)
+    line = _one_error_line(_serve("-o", str(out), "--listen", str(free_port())))
+    assert "journal" in line and "not a readable SQLite database" in line
+    assert (out / "journal.sqlite").read_bytes() == b"\x00garbage" * 512
