@@ -408,8 +408,9 @@ def summarise_service(app: BurnTriageService, wall_s: float, outcome: str) -> di
         "output_dir": str(app.output_dir),
     }
     if app.journal is not None:
-        summary["journal"] = {"path": str(app.journal.path), "pending": app.journal.counts()["pending"],
-                              "failures": app.journal.failures}
+        left = app.journal.pending()  # files, undecoded ones too: what the next start reports
+        summary["journal"] = {"path": str(app.journal.path), "pending": len(left), "failures": app.journal.failures,
+                              "pending_files": [e.path.name for e in left[:1000]]}  # names only, no folders
     network = app.ops.get("pacs_emr_delivery")
     if network is not None:
         summary["delivery"] = {"enqueued": network.enqueued, "delivered": network.delivered,

@@ -105,6 +105,9 @@ def test_after_a_forced_stop_the_next_start_reports_what_was_pending(tmp_path):
     assert len(forced["pending"]) == forced["accounting"]["pending"]
     with Journal(out / "journal.sqlite") as journal:
         assert journal.counts()["pending"] == forced["journal"]["pending"]
+    # every pending file is listed (spool files are named by SOP Instance UID), the in-flight images among them
+    listed = {name.removesuffix(".dcm") for name in forced["journal"]["pending_files"]}
+    assert len(listed) == forced["journal"]["pending"] and set(forced["pending"]) <= listed
 
     again = _serve(tmp_path, "again", "-o", str(out), "--listen", str(free_port()), "--stop-after-idle", "3")
     assert again.wait() == 0, again.output()[-3000:]
