@@ -3,7 +3,8 @@
 Run both with the same ``SOURCE_DATE_EPOCH`` so the report clock is fixed. Bytes must match,
 except for what is fresh by design on every run: FHIR ``urn:uuid`` ids (mapped to placeholders
 in order of appearance), the creation times highdicom stamps itself, and random tracking UIDs.
-``summary.json`` (wall time) and ``errors.jsonl`` times are left out.
+``summary.json`` (wall time) and ``errors.jsonl`` times are left out, and so are the state files
+of a run (the outbox, the intake journal, the audit log) and the SCP's spool.
 
     python tools/compare_reports.py OLD_DIR NEW_DIR
 """
@@ -54,8 +55,9 @@ def canonical(path: Path) -> bytes:
 
 
 def compare(old: Path, new: Path) -> list[str]:
-    skip = {"summary.json", "outbox.sqlite", "audit.jsonl"}
-    files = lambda root: {p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name not in skip}
+    skip = {"summary.json", "outbox.sqlite", "audit.jsonl", "journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"}
+    files = lambda root: {p.relative_to(root) for p in root.rglob("*")
+                          if p.is_file() and p.name not in skip and p.relative_to(root).parts[0] != "spool"}
     a, b = files(old), files(new)
     problems = [f"only in {old}: {p}" for p in sorted(a - b)] + [f"only in {new}: {p}" for p in sorted(b - a)]
     problems += [f"differs: {p}" for p in sorted(a & b) if canonical(old / p) != canonical(new / p)]

@@ -155,11 +155,10 @@ class BurnTriageApp(Application):
         self.stop_request = stop if stop is not None else StopRequest()
         self.hung = False  # set when a forced stop gave up waiting for the graph (see runner)
         self.journal = open_journal(settings, self.output_dir)
-        self.journal_failures = 0
         delivery = settings.get("delivery") or {}
         self.ledger = RunLedger(
             deliveries=self.output_dir is not None and bool(delivery.get("destinations")),
-            on_file_done=self._file_done,
+            on_file_done=self.journal.settle if self.journal is not None else None,
         )
         run = settings.get("run") or {}
         self.monitor = RunMonitor(
@@ -167,17 +166,10 @@ class BurnTriageApp(Application):
             grace_s=float(run.get("grace_s", 30.0)), stall_timeout_s=run.get("stall_timeout_s", 600.0),
         )
 
-    def _file_done(self, path: str, outcome: str) -> None:
-        """Every image of ``path`` has settled: the journal need not offer it again."""
-        if self.journal is None:
-            return
-        from burnscope.operators.dicom_loader.journal import JournalError
-
-        try:
-            self.journal.mark_done(path, outcome)
-        except JournalError as exc:  # it is offered again after a restart; its report is unchanged then
-            self.journal_failures += 1
-            log.error("%s", exc)
+    @property
+    def journal_failures(self) -> int:
+        """Files whose done mark failed (offered again after a restart; their reports are unchanged then)."""
+        return self.journal.failures if self.journal is not None else 0
 
     def compose(self) -> None:
         s = self.settings
@@ -281,17 +273,25 @@ class BurnTriageApp(Application):
                 self, watch_path=self.input_path, poll_interval=float(watch.get("poll_interval", 0.5)),
                 settle_seconds=float(watch.get("settle_seconds", 1.0)), **until, **common,
             )
-        scp = dict(src.get("scp") or {})
-        if scp.get("spool_dir") is None and self.output_dir is not None:
-            scp["spool_dir"] = str(self.output_dir / "spool")  # durable: a restart finds what was acknowledged
-        return DicomStoreSCPSourceOp(self, **{k: v for k, v in scp.items() if v is not None}, **until, **common)
+        return DicomStoreSCPSourceOp(self, **scp_options(src, self.output_dir), **until, **common)
 
 
-def open_journal(settings: dict[str, Any], output_dir: Path | None) -> Any:
-    """The intake journal of a watch or SCP run with an output folder (``source.journal``, by
-    default ``<output>/journal.sqlite``); None for folder and headless runs."""
+def scp_options(source: dict[str, Any], output_dir: Path | None) -> dict[str, Any]:
+    """The SCP's settings (``source.scp``, unset ones left out); the spool defaults to
+    ``<output>/spool``: durable, so a restart finds what was acknowledged (0700, files 0600)."""
+    scp = {k: v for k, v in (source.get("scp") or {}).items() if v is not None}
+    if "spool_dir" not in scp and output_dir is not None:
+        scp["spool_dir"] = str(Path(output_dir) / "spool")
+    return scp
+
+
+def open_journal(settings: dict[str, Any], output_dir: Path | None, *, service: bool = False) -> Any:
+    """The intake journal of a watch or SCP run with an output folder, and of every service
+    (``service=True``: ``burnscope serve``, whatever ``source.kind`` says) — ``source.journal``, by
+    default ``<output>/journal.sqlite``; None for folder and headless runs. Its
+    :meth:`~burnscope.operators.dicom_loader.journal.Journal.settle` is the ledger's ``on_file_done``."""
     src = settings["source"]
-    if src["kind"] == "folder" or output_dir is None:
+    if (src["kind"] == "folder" and not service) or output_dir is None:
         return None
     from burnscope.operators.dicom_loader.journal import FILE_NAME, Journal
 

@@ -40,6 +40,7 @@ from burnscope.operators.batching.operator import DynamicBatcherOp, LaneJoinOp
 from burnscope.operators.burn_severity.operator import BurnSeverityOp
 from burnscope.operators.decision_support.operator import DecisionSupportOp
 from burnscope.operators.dicom_loader.service import DicomServiceSourceOp
+from burnscope.operators.flow.ledger import RunLedger
 from burnscope.operators.inference.operator import InferenceOp
 from burnscope.operators.monitoring.core import InFlight, ServiceMetrics
 from burnscope.operators.monitoring.operator import SettleOp
@@ -50,7 +51,7 @@ from burnscope.operators.report.operator import ReportPoolOp
 from burnscope.operators.sinks.folder import FolderSink
 from burnscope.operators.sinks.operator import ErrorSinkOp, NetworkSinkOp
 
-from .app import TriageComponents, configure_scheduler
+from .app import TriageComponents, configure_scheduler, open_journal, scp_options
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,11 @@ def path_problems(settings: dict[str, Any], output_dir: Path, watch: Path | None
         problems.append(f"--watch {watch} and -o/--output {output_dir} overlap: the watcher would read the reports "
                         "as new images; use separate folders")
     spool = (settings["source"].get("scp") or {}).get("spool_dir")
-    if listen and spool and overlaps(Path(spool).resolve(), out):
-        problems.append(f"source.scp.spool_dir {spool} and -o/--output {output_dir} overlap: use separate folders")
+    # the spool may be a sub-folder of the output folder (<output>/spool is the default), never
+    # the output folder itself or a folder around it
+    if listen and spool and Path(spool).resolve() in (out, *out.parents):
+        problems.append(f"source.scp.spool_dir {spool} holds -o/--output {output_dir}: use a sub-folder "
+                        "(the default is <output>/spool) or a folder of its own")
     return problems
 
 
@@ -164,25 +168,30 @@ class BurnTriageService(Application):
         super().__init__(**kwargs)
         self.settings, self.components = settings, components
         self.output_dir = Path(output_dir)
-        self.listen, self.watch = listen, (Path(watch) if watch is not None else None)
+        self.listen, self.watch = listen, (Path(watch).absolute() if watch is not None else None)
         self.metrics, self.in_flight, self.stop_request = metrics, in_flight, stop
         self.name = "burn_triage_service"
         self.ops: dict[str, Any] = {}
+        # the intake journal and the per-file ledger that marks it, as for `run --watch/--listen`
+        self.journal = open_journal(settings, self.output_dir, service=True)
+        # (with delivery, a file is done once its reports are in the outbox too)
+        deliveries = bool((settings.get("delivery") or {}).get("destinations"))
+        self.ledger = (RunLedger(deliveries=deliveries, on_file_done=self.journal.settle)
+                       if self.journal is not None else None)
 
     def compose(self) -> None:
         s, c, m = self.settings, self.components, self.metrics
         src, batching = s["source"], s["batching"]
         stat_lane = bool(s["priority"]["stat_lane"]) and c.stat_engine is not None
-        scp = None
-        if self.listen:
-            scp = {k: v for k, v in (src.get("scp") or {}).items() if v is not None}
+        scp = scp_options(src, self.output_dir) if self.listen else None
         self.source = DicomServiceSourceOp(
             self, name="medical_images", scp=scp, watch_path=self.watch,
             poll_interval=min(0.05, float(src["watch"]["poll_interval"])),
             settle_seconds=float(src["watch"]["settle_seconds"]), batch_size=int(batching["max_batch"]),
             selector=src.get("select"), **_cpu_decode_options(src, c.preprocessor.image_size),
             priority_rules=PriorityRules.from_settings(s["priority"]), stop_after_idle=src.get("stop_after_idle"),
-            max_files=src.get("max_files"), in_flight=self.in_flight, metrics=m,
+            max_files=src.get("max_files"), in_flight=self.in_flight, metrics=m, journal=self.journal,
+            ledger=self.ledger,
         )
         imaging = PreprocessOp(self, name="imaging", preprocessor=c.preprocessor,
                                keep_thumbnails=s["preprocess"]["keep_thumbnails"], metrics=m)
@@ -202,7 +211,7 @@ class BurnTriageService(Application):
         self.pool = ReportPoolOp(self, name="reporting_pool", emitter=emitter, workers=s["reporting"]["workers"],
                                  study_rollup=bool(s["report"].get("study_rollup", False)), metrics=m)
         settle = SettleOp(self, name="emr_integration", in_flight=self.in_flight, sink=FolderSink(self.output_dir),
-                          metrics=m)
+                          metrics=m, ledger=self.ledger)
         errors = ErrorSinkOp(self, name="error_records", out_dir=self.output_dir)
         monitor = ServiceMonitorOp(self, name="service_monitor", app=self, stop=self.stop_request,
                                    timeout_s=s["service"]["shutdown_timeout_s"])
@@ -231,6 +240,7 @@ class BurnTriageService(Application):
                 self, name="pacs_emr_delivery", outbox_path=delivery.get("outbox") or self.output_dir / "outbox.sqlite",
                 destinations=delivery["destinations"], echo=bool(delivery.get("echo", True)),
                 drain_timeout_s=float(delivery.get("drain_timeout_s", 30)), max_attempts=delivery.get("max_attempts"),
+                ledger=self.ledger,
             )
             self.add_flow(self.pool, self.network, {("reports", "reports")})
             self.ops[self.network.name] = self.network
@@ -358,6 +368,8 @@ def serve_triage(
     outcome = getattr(getattr(app, "monitor", None), "outcome", None) or "failed"
     summary = summarise_service(app, time.perf_counter() - started, outcome)
     write_summary(summary, output_dir)
+    if app.journal is not None:
+        app.journal.close()
     if outcome == "failed":
         log.error("the service graph stopped on an error (see the log above); summary.json lists what was pending")
         return summary, EXIT_FAILED
@@ -373,8 +385,8 @@ def summarise_service(app: BurnTriageService, wall_s: float, outcome: str) -> di
     pending = app.in_flight.pending_labels()
     accounting = {"accepted": ledger["accepted"], "reported": ledger["reported"], "errors": ledger["errors"],
                   "skipped": ledger["skipped"], "pending": ledger["pending"],
-                  # drained or timed out with nothing pending: nothing lost; a forced stop's pending
-                  # images are still in the spool / watched folder for the next start
+                  # a stop with images pending (forced, timed out) leaves them pending in the intake
+                  # journal, their files in the spool / watched folder: the next start reports them
                   "lost": 0}
     info = app.components.model_info
     source = app.source
@@ -396,6 +408,10 @@ def summarise_service(app: BurnTriageService, wall_s: float, outcome: str) -> di
                   "precision": info.precision, "device": info.device},
         "output_dir": str(app.output_dir),
     }
+    if app.journal is not None:
+        left = app.journal.pending()  # files, undecoded ones too: what the next start reports
+        summary["journal"] = {"path": str(app.journal.path), "pending": len(left), "failures": app.journal.failures,
+                              "pending_files": [e.path.name for e in left[:1000]]}  # names only, no folders
     network = app.ops.get("pacs_emr_delivery")
     if network is not None:
         summary["delivery"] = {"enqueued": network.enqueued, "delivered": network.delivered,

@@ -44,7 +44,7 @@ def serve(
     from burnscope.operators.monitoring.core import HealthServer, ServiceMetrics, bind_error
     from burnscope.operators.priority.core import PriorityRuleError, PriorityRules
 
-    from .cmd_core import _load_components, _overrides, _prepare
+    from .cmd_core import _check_state_files, _load_components, _overrides, _prepare
 
     overrides = _overrides(backend, precision, device, None, scheduler)
     source = overrides["source"]
@@ -69,6 +69,7 @@ def serve(
         problems.append(str(exc))
     if problems:
         fail("\n".join(problems))
+    _check_state_files(settings, output_dir)  # the journal and the outbox, before the model loads
     if watch is not None:
         watch.mkdir(parents=True, exist_ok=True)
     metrics, server = ServiceMetrics(), None

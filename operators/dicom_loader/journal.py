@@ -17,6 +17,7 @@ loss. A journal that another process holds locked, or that is not a readable dat
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burnscope.common.storage import describe_sqlite_error
+
+log = logging.getLogger(__name__)
 
 PENDING, DONE = "pending", "done"
 FILE_NAME = "journal.sqlite"
@@ -38,7 +41,8 @@ CREATE TABLE IF NOT EXISTS files (
     state TEXT NOT NULL,
     outcome TEXT NOT NULL DEFAULT '',
     recorded_at REAL NOT NULL,
-    done_at REAL
+    done_at REAL,
+    stat_reason TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS files_state ON files (state);
 """
@@ -60,6 +64,10 @@ class JournalEntry:
     mtime_ns: int
     sop_instance_uid: str
     state: str
+    #: why the file was STAT when it arrived, as far as the transfer said (the C-STORE's DIMSE
+    #: Priority, a STAT calling AE); '' otherwise. Rules on the dataset and the sidecar are
+    #: applied again when the file is decoded.
+    stat_reason: str = ""
 
 
 class Journal:
@@ -76,12 +84,17 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+            if "stat_reason" not in columns:  # a journal written before the column existed
+                self._db.execute("ALTER TABLE files ADD COLUMN stat_reason TEXT NOT NULL DEFAULT ''")
             # an exclusive hold for the life of the run would keep out a second writer even between
             # our transactions; a quick write proves the database is ours to write now
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(describe_sqlite_error(exc, self.path, "journal")) from None
+        #: marks that failed (see :meth:`settle`)
+        self.failures = 0
 
     def _write(self, sql: str, args: tuple) -> None:
         with self._lock:
@@ -91,15 +104,50 @@ class Journal:
                 raise JournalError(describe_sqlite_error(exc, self.path, "journal")) from None
 
     def record(self, path: str | os.PathLike, *, size: int = -1, mtime_ns: int = -1,
-               sop_instance_uid: str = "") -> None:
+               sop_instance_uid: str = "", stat_reason: str = "") -> None:
         """``path`` is to be processed (committed before this returns)."""
         self._write(
-            "INSERT INTO files(path, size, mtime_ns, sop_instance_uid, state, recorded_at) VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO files(path, size, mtime_ns, sop_instance_uid, state, recorded_at, stat_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
             " sop_instance_uid=excluded.sop_instance_uid, state=excluded.state, outcome='',"
-            " recorded_at=excluded.recorded_at, done_at=NULL",
-            (_key(path), int(size), int(mtime_ns), sop_instance_uid, PENDING, time.time()),
+            " recorded_at=excluded.recorded_at, done_at=NULL, stat_reason=excluded.stat_reason",
+            (_key(path), int(size), int(mtime_ns), sop_instance_uid, PENDING, time.time(), stat_reason),
         )
+
+    def record_file(self, path: str | os.PathLike) -> bool:
+        """A complete file found in a watched folder is to be processed: recorded with its size
+        and modification time (so :meth:`skip` knows it once done). False when it is gone already
+        (loading it then becomes an error record)."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False
+        self.record(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+        return True
+
+    def skip(self, path: str | os.PathLike, st: os.stat_result) -> bool:
+        """The folder watcher's ``skip`` hook: this very file was done by an earlier run."""
+        return self.is_done(path, st.st_size, st.st_mtime_ns)
+
+    def settle(self, path: str | os.PathLike, outcome: str = "") -> None:
+        """The ledger's ``on_file_done``: every image of ``path`` has settled. A mark that fails is
+        logged and counted in :attr:`failures`, never raised: the file is then offered again
+        after a restart, and its report is unchanged then."""
+        try:
+            self.mark_done(path, outcome)
+        except JournalError as exc:
+            self.failures += 1
+            log.error("%s", exc)
+
+    def recover(self) -> list[JournalEntry]:
+        """What an earlier run recorded and did not finish, still on disk, oldest first (a file
+        removed by hand since is marked done as ``missing``: nothing is left to report)."""
+        pending = self.pending()
+        present = [e for e in pending if e.path.is_file()]
+        for gone in {e.path for e in pending} - {e.path for e in present}:
+            self.mark_done(gone, "missing")
+        return present
 
     def mark_done(self, path: str | os.PathLike, outcome: str = "") -> None:
         self._write("UPDATE files SET state=?, outcome=?, done_at=? WHERE path=?",
@@ -123,8 +171,8 @@ class Journal:
     def _entries(self, where: str, args: tuple) -> list[JournalEntry]:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT path, size, mtime_ns, sop_instance_uid, state FROM files {where}", args).fetchall()
-        return [JournalEntry(Path(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+                f"SELECT path, size, mtime_ns, sop_instance_uid, state, stat_reason FROM files {where}", args).fetchall()
+        return [JournalEntry(Path(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -280,13 +280,7 @@ class _PolledSourceMixin:
 
     def _pending_from_journal(self) -> list[Path]:
         """Files an earlier run recorded but did not finish (still on disk), oldest first."""
-        if self.journal is None:
-            return []
-        pending = [e.path for e in self.journal.pending()]
-        present = [p for p in pending if p.is_file()]
-        for gone in set(pending) - set(present):  # removed by hand since: nothing left to report
-            self.journal.mark_done(gone, "missing")
-        return present
+        return [] if self.journal is None else [e.path for e in self.journal.recover()]
 
 
 class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
@@ -346,9 +340,7 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
     ) -> None:
         self.errors_port = bool(errors_port)
         self.journal, self.ledger, self.stop_request = journal, ledger, stop
-        skip = None
-        if journal is not None:
-            skip = lambda path, st: journal.is_done(path, st.st_size, st.st_mtime_ns)  # noqa: E731
+        skip = journal.skip if journal is not None else None
         # absolute, so files recovered from the journal and newly seen ones are named alike
         self.watcher = FolderWatcher(Path(watch_path).absolute(), settle_seconds=settle_seconds,
                                      ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS, skip=skip)
@@ -387,13 +379,9 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         self._recovered = []
         if self.max_files is not None:
             ready = ready[: max(0, self.max_files - self.files_done)]
-        if ready and self.journal is not None:
+        if self.journal is not None:
             for path in ready:
-                try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    continue  # removed since: loading it becomes an error record
-                self.journal.record(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+                self.journal.record_file(path)  # a file removed since becomes an error record
         if ready:
             self._load_ready(ready, self.watcher.root, on_file=self._report_progress)
         if self._emit_batch(op_output):

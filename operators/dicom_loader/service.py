@@ -70,10 +70,16 @@ class ServiceStoreSCP(StoreSCP):
         uid = str(getattr(request, "AffectedSOPInstanceUID", "") or "")
         reason = self.priority_rules.from_transfer(getattr(request, "Priority", None),
                                                    getattr(event.assoc.requestor, "ae_title", None))
+        if uid:  # known before on_stored runs, so the journal can keep it (peek_reason)
+            with self._lock:
+                self._transfers[uid] = (reason, time.time())
         status = super()._on_store(event)
         if status == 0x0000 and uid:
             with self._lock:
                 self._transfers[uid] = (reason, time.time())
+        elif uid:
+            with self._lock:
+                self._transfers.pop(uid, None)
         return status
 
     def transfer_of(self, path: Path) -> tuple[str, float]:
@@ -152,6 +158,13 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
         priority_rules: :class:`~burnscope.operators.priority.core.PriorityRules`.
         in_flight: optional ledger (``accept(context)``, ``error_accepted()``, ``skipped()``).
         metrics: optional recorder (``observe_stage``, ``set_queue``, ``sync_rejections``).
+        journal: an intake :class:`~burnscope.operators.dicom_loader.journal.Journal`: each
+            C-STORE is recorded (with its STAT reason) before Success is answered, each complete
+            watched file before it is decoded; at start, what an earlier run left pending goes
+            first into the queue (STAT ones ahead), and watched files it finished are never read
+            again. Mark files done through ``ledger``.
+        ledger: a :class:`~burnscope.operators.flow.ledger.RunLedger` that every loaded file is
+            accepted into (its ``on_file_done`` marks the journal once the file's images settle).
     """
 
     def __init__(
@@ -176,6 +189,8 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
         max_files: int | None = None,
         in_flight: Any = None,
         metrics: Any = None,
+        journal: Any = None,
+        ledger: Any = None,
         errors_port: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -183,9 +198,19 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
             raise ValueError("DicomServiceSourceOp needs an SCP, a watched folder, or both")
         self.errors_port = bool(errors_port)
         self.rules = priority_rules or PriorityRules()
-        self.scp = ServiceStoreSCP(**dict(scp), priority_rules=self.rules) if scp is not None else None
-        self.watcher = (FolderWatcher(watch_path, settle_seconds=settle_seconds,
-                                      ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS) if watch_path is not None else None)
+        self.journal, self.ledger = journal, ledger
+        self.scp = None
+        if scp is not None:
+            on_stored = None
+            if journal is not None:
+                def on_stored(path: Path, uid: str) -> None:
+                    journal.record(path, sop_instance_uid=uid, stat_reason=self.scp.peek_reason(path))
+            self.scp = ServiceStoreSCP(**dict(scp), priority_rules=self.rules, on_stored=on_stored)
+        # absolute, so files recovered from the journal and newly seen ones are named alike
+        self.watcher = (FolderWatcher(Path(watch_path).absolute(), settle_seconds=settle_seconds,
+                                      ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS,
+                                      skip=journal.skip if journal is not None else None)
+                        if watch_path is not None else None)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
                                   priority_rules=self.rules, isolate=isolate, decode_timeout_s=decode_timeout_s,
                                   worker_memory_mb=worker_memory_mb, frame_source=frame_source)
@@ -212,6 +237,7 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
 
     def start(self) -> None:
         self._check_errors_port()
+        self._recover()
         if self.scp is not None:
             self.scp.start()
         self._last_activity = time.monotonic()
@@ -244,6 +270,28 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
         self.files_seen += 1
         self._last_activity = time.monotonic()
 
+    def _recover(self) -> None:
+        """Files an earlier run recorded and did not finish go first into the queue, STAT ones
+        (by their recorded transfer reason) ahead; the watcher will not offer them again."""
+        if self.journal is None:
+            return
+        entries = self.journal.recover()
+        now = time.time()
+        for entry in entries:
+            path = entry.path
+            if self.scp is not None and path.parent == self.scp.spool_dir:
+                root = self.scp.spool_dir
+            elif self.watcher is not None and self.watcher.root in path.parents:
+                root = self.watcher.root
+            else:  # recorded by a run with another spool or watched folder
+                root = path.parent
+            self._queue_file(path, root, entry.stat_reason, now)
+        if self.watcher is not None:
+            self.watcher.mark_reported(e.path for e in entries)
+        if entries:
+            log.info("source: %d file(s) an earlier run acknowledged or picked up and did not report "
+                     "queued first", len(entries))
+
     def _intake(self) -> None:
         if self.scp is not None:  # acknowledged C-STOREs are taken even while stopping
             for path in self.scp.drain():
@@ -255,6 +303,8 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
             if self.max_files is not None:
                 ready = ready[: max(0, self.max_files - self.files_seen)]
             for path in ready:
+                if self.journal is not None:
+                    self.journal.record_file(path)  # before decoding: a crash leaves it pending
                 self._queue_file(path, self.watcher.root, "", now)
 
     def _decode(self) -> None:
@@ -267,6 +317,8 @@ class DicomServiceSourceOp(_ErrorsPortMixin, Operator):
             paths = [t[2] for t in take if t[3] == root]
             for result in self.loader.iter_file_results(paths, root):
                 self.files_done += 1
+                if self.ledger is not None:
+                    self.ledger.accept(result)
                 reason, at = by_path.get(Path(result.path), ("", time.time()))
                 if result.skipped:
                     self.files_skipped += 1

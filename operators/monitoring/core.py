@@ -43,6 +43,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from burnscope.common.messages import PRIORITIES, ROUTINE, STAT, ImageContext
+from burnscope.operators.flow.ledger import image_key  # the run ledger's keys: one key per image
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ STAGES = ("decode", "preprocess", "batch_wait", "inference", "report_queue", "re
 QUEUES = ("source", "batcher", "reporting")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-
-
-def image_key(source: str, frame: int = 1) -> str:
-    """The key of one image (frame) of a file: ``"<file>#<frame>"``."""
-    return f"{source}#{int(frame or 1)}"
 
 
 class _Callback(Collector):

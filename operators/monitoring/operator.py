@@ -8,14 +8,8 @@ from typing import Any
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
 from holoscan.core import Operator, OperatorSpec
 
-from burnscope.operators.monitoring.core import InFlight, image_key
-
-
-def _bundle_key(bundle: Any) -> str | None:
-    if getattr(bundle, "kind", "image") != "image":
-        return None  # study roll-ups summarise images settled by their own reports
-    src = (getattr(bundle, "report", None) or {}).get("source") or {}
-    return image_key(src["file"], src.get("frame", 1)) if "file" in src else None
+from burnscope.operators.flow.ledger import bundle_key
+from burnscope.operators.monitoring.core import InFlight
 
 
 class SettleOp(Operator):
@@ -35,11 +29,15 @@ class SettleOp(Operator):
         sink: optional folder sink core (``FolderSink``): the bundles are written first, so an
             image counts as reported once its report is on disk.
         metrics: optional recorder with ``observe_stage("write", seconds)``.
+        ledger: optional :class:`~burnscope.operators.flow.ledger.RunLedger` the source accepted
+            each file into: reports and error records settle there too (a report the sink could
+            not write as an error), so its ``on_file_done`` can mark an intake journal.
     """
 
     def __init__(self, fragment: Any, *args: Any, in_flight: InFlight, errors: bool = True, sink: Any = None,
-                 metrics: Any = None, **kwargs: Any) -> None:
+                 metrics: Any = None, ledger: Any = None, **kwargs: Any) -> None:
         self.in_flight = in_flight
+        self.ledger = ledger
         self.sink = sink
         self.metrics = metrics
         self.with_errors = bool(errors)
@@ -61,15 +59,21 @@ class SettleOp(Operator):
         import time
 
         bundles = op_input.receive("reports") or []
+        statuses = None
         if self.sink is not None and bundles:
             started = time.perf_counter()
-            self.sink.write_all(bundles)
+            statuses = [result.status for result in self.sink.write_all(bundles)]
             if self.metrics is not None:
                 self.metrics.observe_stage("write", (time.perf_counter() - started) / len(bundles), len(bundles))
         for bundle in bundles:
-            key = _bundle_key(bundle)
+            key = bundle_key(bundle)
             if key is not None:
                 self.in_flight.reported(key)
+        if self.ledger is not None and bundles:
+            self.ledger.settle_reports(bundles, statuses)
         if self.with_errors:
-            for _record in op_input.receive("errors") or []:
+            records = op_input.receive("errors") or []
+            for _record in records:
                 self.in_flight.error()
+            if self.ledger is not None and records:
+                self.ledger.settle_errors(records)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 from fixtures import REPO
-from fixtures.cli_process import CLI, RunProcess, reported_uids, reports_by_image, summary, tiny_config
-from fixtures.dicom_helpers import SAMPLE, free_port, wait_for_port
+from fixtures.cli_process import (
+    CLI, RunProcess, reported_uids, reports_by_image, send_and_kill_midway, summary, tiny_config,
+)
+from fixtures.dicom_helpers import SAMPLE, free_port
 
 from burnscope.benchmarks.workload import copies, sample_images
 from burnscope.operators.dicom_loader.journal import Journal
@@ -57,35 +59,6 @@ def _can_mount() -> bool:
 needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs root and unshare -m (private mount namespace)")
 
 
-def _send_and_kill_midway(port: int, files: list[Path], run: RunProcess, after: int) -> set[str]:
-    """C-STORE ``files`` one by one; SIGKILL the receiving process right after the ``after``-th
-    Success. Returns the SOP Instance UIDs acknowledged with Success."""
-    import pydicom
-    from pynetdicom import AE
-
-    ae = AE(ae_title="MODALITY")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
-    datasets = [pydicom.dcmread(p) for p in files]
-    for ds in {(d.SOPClassUID, d.file_meta.TransferSyntaxUID) for d in datasets}:
-        ae.add_requested_context(*ds)
-    assoc = ae.associate("127.0.0.1", port, ae_title="BURNSCOPE")
-    assert assoc.is_established
-    acknowledged: set[str] = set()
-    for ds in datasets:
-        try:
-            status = assoc.send_c_store(ds)
-        except (RuntimeError, OSError):
-            break
-        if not status or getattr(status, "Status", None) != 0x0000:
-            break  # the association is gone: the rest is not acknowledged
-        acknowledged.add(str(ds.SOPInstanceUID))
-        if len(acknowledged) == after:
-            run.kill()
-    if assoc.is_established:
-        assoc.abort()
-    return acknowledged
-
-
 @pytest.mark.slow
 @pytest.mark.network
 def test_a_killed_listen_run_reports_every_acknowledged_image_exactly_once_after_restart(tmp_path):
@@ -96,8 +69,7 @@ def test_a_killed_listen_run_reports_every_acknowledged_image_exactly_once_after
     run = RunProcess(["run", "burn-triage", "--listen", str(port), "-o", str(out), "-c", str(config), "-q"],
                      tmp_path / "first.log")
     run.wait_for("listening on")
-    wait_for_port(port, timeout=120)  # the line comes before the graph (and its SCP) has started
-    acknowledged = _send_and_kill_midway(port, files, run, after=20)  # SIGKILL while the SCU sends
+    acknowledged = send_and_kill_midway(port, files, run, after=20)  # SIGKILL while the SCU sends
     assert len(acknowledged) == 20 and acknowledged < sent
     sent = acknowledged  # what the modality may forget: the rest it will send again
 

@@ -96,8 +96,10 @@ def test_a_second_sigterm_exits_at_once_listing_what_was_pending(tmp_path):
     assert summary["outcome"] == "forced" and acc["pending"] > 0
     assert acc["accepted"] == acc["reported"] + acc["errors"] + acc["skipped"] + acc["pending"]
     assert len(summary["pending"]) == acc["pending"]
-    # acknowledged images are in the spool for the next start; the summary names them by SOP UID only
+    # acknowledged images are in the spool and the journal for the next start (test_serve_restart.py);
+    # the summary names them by SOP UID only
     assert all(label.count(".") > 3 for label in summary["pending"])
+    assert summary["journal"]["pending"] >= acc["pending"] and len(list((out / "spool").glob("*.dcm"))) == 30
 
 
 def _serve(*args: str, config: str = "") -> subprocess.CompletedProcess:
@@ -137,11 +139,13 @@ def test_a_source_reading_the_output_folder_is_one_line(tmp_path, watch):
     assert "overlap: the watcher would read the reports" in line
 
 
-def test_the_spool_in_the_output_folder_is_one_line(tmp_path):
+@pytest.mark.parametrize("spool", ["out", "."])
+def test_a_spool_holding_the_output_folder_is_one_line(tmp_path, spool):
+    """(A sub-folder of the output folder is fine: <output>/spool is the default.)"""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"source:\n  scp:\n    spool_dir: {tmp_path / 'out' / 'spool'}\n")
+    cfg.write_text(f"source:\n  scp:\n    spool_dir: {tmp_path / spool}\n")
     line = _one_error_line(_serve("-o", str(tmp_path / "out"), "--listen", str(free_port()), "-c", str(cfg)))
-    assert "source.scp.spool_dir" in line and "overlap" in line
+    assert "source.scp.spool_dir" in line and "holds -o/--output" in line
 
 
 def test_serve_without_a_source_is_one_line(tmp_path):
@@ -180,3 +184,12 @@ def test_serve_with_the_reporting_pool_writes_the_reports_run_writes_byte_for_by
     assert proc.wait(timeout=600) == 0, (tmp_path / "serve.log").read_text()[-3000:]
     assert compare.compare(tmp_path / "run", tmp_path / "serve") == []
     assert len(list((tmp_path / "serve").rglob("*.pdf.dcm"))) >= 9
+
+
+def test_a_corrupt_journal_is_one_line_and_left_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.sqlite").write_bytes(b"\x00garbage" * 512)
+    line = _one_error_line(_serve("-o", str(out), "--listen", str(free_port())))
+    assert "journal" in line and "not a readable SQLite database" in line
+    assert (out / "journal.sqlite").read_bytes() == b"\x00garbage" * 512

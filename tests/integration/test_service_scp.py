@@ -102,3 +102,34 @@ def test_stop_accepting_rejects_new_associations_transiently_while_one_under_way
     time.sleep(0.2)
     assert scp.rejected == 1 and scp.active_associations == 0
     assert len(scp.drain()) == 2
+
+
+def test_the_journal_keeps_the_stat_reason_and_a_restart_queues_stat_first(tmp_path):
+    """The service source journals each C-STORE with its STAT reason before Success; a new source
+    on the same journal (a restart) queues what was pending, STAT ahead of routine."""
+    from holoscan.core import Application
+
+    from burnscope.operators.dicom_loader.journal import Journal
+    from burnscope.operators.dicom_loader.service import DicomServiceSourceOp
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    settings = {"port": free_port(), "spool_dir": str(tmp_path / "spool")}
+    first = DicomServiceSourceOp(Application(), name="first", scp=settings, journal=journal, isolate=False)
+    first.scp.start()
+    try:
+        routine, stat = copies(2)
+        assoc = _associate(first.port, [routine, stat])
+        assert assoc.send_c_store(routine).Status == 0 and assoc.send_c_store(stat, priority=1).Status == 0
+        assoc.release()
+    finally:
+        first.scp.stop()
+    entries = {e.sop_instance_uid: e.stat_reason for e in journal.pending()}
+    assert entries == {routine.SOPInstanceUID: "", stat.SOPInstanceUID: "dimse_priority_high"}
+
+    again = DicomServiceSourceOp(Application(), name="again", scp={**settings, "port": free_port()}, journal=journal,
+                                 isolate=False)
+    again._recover()  # what start() does before the SCP listens
+    queued = sorted(again._files)  # the decode queue: (rank, seq, path, root, reason, at)
+    assert [(t[2].stem, t[4]) for t in queued] == [(stat.SOPInstanceUID, "dimse_priority_high"),
+                                                   (routine.SOPInstanceUID, "")]
+    journal.close()
