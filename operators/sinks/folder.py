@@ -96,6 +96,10 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool = True, fsync: bool
             os.unlink(tmp_name)
 
 
+#: How many recent results/records a sink keeps in memory (the files and counters keep the rest).
+KEEP_LAST = 1000
+
+
 @dataclass
 class WriteResult:
     """What happened to one bundle: ``status`` is written, unchanged or error."""
@@ -115,9 +119,11 @@ class FolderSink:
     (bundles that could not be written),
     ``files_written``, ``labels`` (finding label → bundles received), ``render_errors`` (an
     :class:`ErrorSink` that appended the bundles' own error records to ``errors.jsonl``).
+    ``results`` holds the :class:`WriteResult` of the last ``keep_results`` bundles only (a
+    watch or listen service writes for weeks; the counters above cover the whole run).
     """
 
-    def __init__(self, out_dir: str | os.PathLike, *, fsync: bool = True) -> None:
+    def __init__(self, out_dir: str | os.PathLike, *, fsync: bool = True, keep_results: int = KEEP_LAST) -> None:
         self.out_dir = Path(out_dir)
         self.fsync = fsync
         self.written = 0
@@ -126,7 +132,7 @@ class FolderSink:
         self.files_written = 0
         self.rollups_written = 0
         self.labels: collections.Counter[str] = collections.Counter()
-        self.results: list[WriteResult] = []
+        self.results: collections.deque[WriteResult] = collections.deque(maxlen=keep_results)
         #: Outputs the emitter could not render (``bundle.errors``) go to ``errors.jsonl`` too.
         self.render_errors = ErrorSink(self.out_dir)
         self._lock = threading.Lock()
@@ -257,7 +263,8 @@ class ErrorSink:
 
     FILE_NAME = "errors.jsonl"
 
-    def __init__(self, out_dir: str | os.PathLike, *, file_name: str = FILE_NAME) -> None:
+    def __init__(self, out_dir: str | os.PathLike, *, file_name: str = FILE_NAME,
+                 keep_records: int = KEEP_LAST) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / file_name
         self.errors = 0
@@ -265,7 +272,8 @@ class ErrorSink:
         self.write_failures = 0
         self.by_reason: collections.Counter[str] = collections.Counter()
         self.by_stage: collections.Counter[str] = collections.Counter()
-        self.records: list[ErrorRecord] = []
+        #: The last ``keep_records`` records (the counters above cover the whole run).
+        self.records: collections.deque[ErrorRecord] = collections.deque(maxlen=keep_records)
         self._lock = threading.Lock()
 
     def write(self, records: Iterable[ErrorRecord]) -> int:

@@ -176,3 +176,24 @@ def test_study_rollup_is_replaced_not_revised(tmp_path):
     assert (tmp_path / "s1" / "study.json").read_bytes() == b"{1,2}"
     assert not (tmp_path / "s1" / "study_r2.json").exists()
     assert (sink.written, sink.rollups_written) == (0, 2)
+
+
+def test_a_long_running_sink_keeps_only_its_last_results_in_memory(tmp_path):
+    """A watch service writes for weeks: the sinks' in-memory lists are bounded, the files and
+    counters are not."""
+    sink = FolderSink(tmp_path, keep_results=3)
+    for i in range(5):
+        sink.write(_bundle(str(i), stem=f"burn_{i:04d}"))
+    assert [r.stem for r in sink.results] == ["burn_0002", "burn_0003", "burn_0004"]
+    assert sink.results[-1].paths == [tmp_path / "burn_0004.json", tmp_path / "burn_0004.txt"]
+    assert (sink.written, sink.files_written) == (5, 10)
+    assert len(list(tmp_path.glob("burn_*.json"))) == 5
+
+    errors = ErrorSink(tmp_path, keep_records=2)
+    for i in range(4):
+        errors.write([ErrorRecord(f"/in/{i}.dcm", "corrupt", "truncated file")])
+    assert [r.source for r in errors.records] == ["/in/2.dcm", "/in/3.dcm"]
+    assert (errors.errors, errors.written) == (4, 4)
+    assert len((tmp_path / "errors.jsonl").read_text().splitlines()) == 4
+    assert len(FolderSink(tmp_path / "default").results) == 0
+    assert FolderSink(tmp_path / "default").results.maxlen == 1000
