@@ -63,6 +63,7 @@ class LinkControl:
     seq: int = 0
     batches: int = 0
     counters: dict[str, Any] = field(default_factory=dict)
+    accepted: list["AcceptedFile"] = field(default_factory=list)
 
     @property
     def end_of_stream(self) -> bool:
@@ -75,11 +76,14 @@ class LinkIntake:
 
     ``contexts``: the images of batch ``batch``, in the order of the crops sent to inference.
     ``errors``: the loader's error records of the same tick (files that could not be decoded).
+    ``accepted``: files the source accepted since the last batch, when the run's ledger is kept
+    on the reporting host and the source runs elsewhere (empty when both share one process).
     """
 
     batch: int
     contexts: list[ImageContext] = field(default_factory=list)
     errors: list[ErrorRecord] = field(default_factory=list)
+    accepted: list["AcceptedFile"] = field(default_factory=list)
 
 
 @dataclass
@@ -190,7 +194,32 @@ def check_pickled(message: Any, what: str) -> int:
 
 
 __all__ = [
-    "END_OF_STREAM", "HEARTBEAT", "MAX_PICKLED_BYTES", "LinkControl", "LinkFinding", "LinkFindings", "LinkIntake",
+    "END_OF_STREAM", "HEARTBEAT", "AcceptedFile", "AcceptedImage", "MAX_PICKLED_BYTES", "LinkControl", "LinkFinding", "LinkFindings", "LinkIntake",
     "LinkMessageTooLarge", "check_pickled", "crops_from_tensormap", "crops_tensormap", "pickled_size",
     "read_header", "tensormap_bytes", "thumbs_from_tensormap", "thumbs_tensormap",
 ]
+
+
+@dataclass
+class AcceptedImage:
+    """One image a source accepted (what a run ledger needs of it)."""
+
+    context: ImageContext
+
+
+@dataclass
+class AcceptedFile:
+    """A file the source accepted, as the run ledger reads a loader result: its images, its
+    error record, or that a series selector skipped it. Carried by :class:`LinkIntake` (and by
+    the end of stream for files accepted after the last batch) when the ledger is on another host."""
+
+    path: str
+    skipped: bool = False
+    error: ErrorRecord | None = None
+    images: list[AcceptedImage] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, result: Any) -> "AcceptedFile":
+        """From a loader ``FileResult`` (without its pixels)."""
+        return cls(str(result.path), bool(getattr(result, "skipped", False)), getattr(result, "error", None),
+                   [AcceptedImage(image.context) for image in getattr(result, "images", None) or ()])

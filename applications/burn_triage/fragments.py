@@ -334,6 +334,10 @@ class DistributedTriageApp(Application):
     def on_end(self) -> None:
         self.ended = True
 
+    def accounting(self) -> dict[str, Any]:
+        """The ``accounting`` block of the summary (the run's ledger)."""
+        return {}
+
     def compose(self) -> None:
         ingest = IngestFragment(self, INGEST)
         inference = InferenceFragment(self, INFERENCE)
