@@ -10,6 +10,13 @@ module             measures                                        run it with
                    latency, images/s, memory, fidelity vs fp32
 ``burn_triage``    the burn-triage graph headless vs the same      ``burnscope bench burn-triage -i DIR``
                    cores called directly: latency, images/s, RSS
+``service_load``   the service (``burnscope serve``'s graph) under   ``burnscope bench burn-triage --rate R``,
+                   open-loop Poisson load: STAT/routine latency,   ``python -m burnscope.benchmarks.service_load``
+                   images/s, queue depths; capacity and targets
+``batching``       dynamic batching: throughput and p99 per        ``python -m burnscope.benchmarks.batching``
+                   max_delay_ms × max_batch (table + PNG)
+``report_pool``    images/s, reporting in worker processes vs in   ``python -m burnscope.benchmarks.report_pool``
+                   the graph, all six formats
 ``decode``         DICOM loader images/s: serial, threads,         ``python -m burnscope.benchmarks.decode``
                    processes, nvImageCodec
 ``preprocess``     BiomedCLIP transform: NumPy, CuPy, open_clip    ``python -m burnscope.benchmarks.preprocess``

@@ -12,7 +12,11 @@
 # 4. benchmarks the burn-triage Holoscan graph end to end on the GPU (DICOM → report), paced
 #    (unloaded latency) and flat out (throughput), when Holoscan imports.
 #
-# PARTS (environment, default "tests engines pipeline") picks the steps after the install.
+# 5. benchmarks `burnscope serve`'s graph on the GPU: open-loop load with STAT images (targets:
+#    STAT p99 <= 2x unloaded batch-1 p99 and <= 0.25x routine p99 at 90% of capacity; the STAT lane
+#    runs on a high-priority CUDA stream), the batching curve, the reporting pool.
+#
+# PARTS (environment, default "tests engines pipeline service") picks the steps after the install.
 # Everything lands in OUT_DIR: info.json, pytest-gpu.log, engines-gpu.{json,md},
 # burn-triage-gpu-*.json, suite.log. Exit status: non-zero if the GPU tests failed.
 set -uo pipefail
@@ -20,7 +24,7 @@ OUT=${1:?usage: gpu_suite.sh OUT_DIR [WHEEL_DIR]}
 WHEELS=${2:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
-PARTS=${PARTS:-tests engines pipeline}
+PARTS=${PARTS:-tests engines pipeline service}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/suite.log") 2>&1
 cd "$ROOT"
@@ -42,7 +46,7 @@ if [[ " $PARTS " == *" tests "* ]]; then
 step "GPU tests"
 # the GPU tests, plus the unit tests of the parts that take a GPU path when one is usable
 "$PY" -m pytest -q -rs -p no:cacheprovider tests/gpu tests/unit/test_preprocess.py tests/unit/test_engines.py \
-  tests/unit/test_inference_op.py \
+  tests/unit/test_inference_op.py tests/unit/test_batching.py \
   2>&1 | tee "$OUT/pytest-gpu.log"
 tests_rc=${PIPESTATUS[0]}
 fi
@@ -73,6 +77,17 @@ printf 'source:\n  executor: process\n  workers: 8\n' > "$many/../decode-process
 timeout 300 "$PY" -m burnscope.applications.cli bench burn-triage -i "$many" --repeat 3 -c "$many/../decode-processes.yaml" \
   --backend torch --precision fp16 --device gpu --batch-size 32 --formats json,txt \
   --json "$OUT/burn-triage-gpu-batch32-procdecode.json" || echo "burn-triage bench (batch 32, process decode) failed"
+fi
+
+if [[ " $PARTS " == *" service "* ]]; then
+step "burn-triage service on the GPU (load with STAT, batching curve, reporting pool)"
+printf 'inference:\n  backend: torch\n  precision: fp16\n  device: gpu\npreprocess:\n  device: gpu\nbatching:\n  max_batch: 32\n  max_delay_ms: 2\nreport:\n  formats: [json, txt, sr, fhir]\n' > "$OUT/service-gpu.yaml"
+timeout 900 "$PY" -m burnscope.benchmarks.service_load -c "$OUT/service-gpu.yaml" --model-config biomedclip --duration 60 \
+  --json "$OUT/service-load-gpu.json" || echo "service load benchmark failed"
+timeout 900 "$PY" -m burnscope.benchmarks.batching -c "$OUT/service-gpu.yaml" --model-config biomedclip --max-batch 8,32 \
+  --burst 400 --rate 50 --json "$OUT/service-batching-gpu.json" --png "$OUT/service-batching-gpu.png" || echo "batching benchmark failed"
+timeout 900 "$PY" -m burnscope.benchmarks.report_pool -c "$OUT/service-gpu.yaml" --model-config biomedclip --workers 0,4,8 \
+  --burst 200 --json "$OUT/service-pool-gpu.json" || echo "reporting pool benchmark failed"
 fi
 
 step "done"

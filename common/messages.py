@@ -19,6 +19,16 @@ from burnscope.common.clinical import FluidPlan, Referral
 #: Printed on every output made with random (demo) weights.
 DEMO_BANNER = "DEMO MODEL (random weights) — not for clinical use"
 
+#: Handling priorities of an image: the emergency lane, and everything else.
+STAT = "stat"
+ROUTINE = "routine"
+PRIORITIES = (STAT, ROUTINE)
+
+
+def priority_rank(priority: str) -> int:
+    """Sort key of a priority: STAT (0) before routine (1); anything unknown is routine."""
+    return 0 if priority == STAT else 1
+
 
 @dataclass(frozen=True)
 class PatientIdentity:
@@ -59,6 +69,18 @@ class ImageContext:
     #: Case data for decision support (age_years, weight_kg, hours_since_injury, ...), from a
     #: sidecar JSON or CLI options. Keys as in ``burnscope decide``.
     case: dict[str, Any] = field(default_factory=dict)
+    #: ``"stat"`` (the emergency lane: overtakes routine images at every queue) or ``"routine"``.
+    priority: str = ROUTINE
+    #: Why the image is STAT (``dimse_priority_high``, ``calling_aet``, ``attribute:<keyword>``,
+    #: ``sidecar``); empty for routine images. Never patient data.
+    priority_reason: str = ""
+    #: When burnscope accepted the image (seconds since the epoch; 0 = unknown): the start of
+    #: its end-to-end latency, and its place among images of the same priority.
+    received_at: float = 0.0
+
+    @property
+    def is_stat(self) -> bool:
+        return self.priority == STAT
 
     @property
     def label(self) -> str:
@@ -194,5 +216,5 @@ class ReportBundle:
 
 __all__ = [
     "DEMO_BANNER", "Decision", "EmbeddingBatch", "ErrorRecord", "Finding", "ImageBatch", "ImageContext",
-    "ImageRecord", "ModelInfo", "PatientIdentity", "ReportBundle",
+    "ImageRecord", "ModelInfo", "PRIORITIES", "PatientIdentity", "ROUTINE", "ReportBundle", "STAT", "priority_rank",
 ]

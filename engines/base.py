@@ -207,7 +207,7 @@ def create_engine(
 
     ``opts`` go to the backend: onnxruntime ``onnx_path``, ``intra_op_threads``, ``calibration``
     (static INT8: preprocessed images or a callable giving them, see ``quantize.Calibration``);
-    torch ``cuda_graphs``, ``compile``; tensorrt ``onnx_path``, ``high_priority``, ``workspace_gb``.
+    torch ``cuda_graphs``, ``compile``, ``high_priority``; tensorrt ``onnx_path``, ``high_priority``, ``workspace_gb``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")

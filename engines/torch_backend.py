@@ -34,6 +34,7 @@ class TorchEngine(Engine):
         cuda_graphs: bool = True,
         compile: bool = False,
         threads: int | None = None,
+        high_priority: bool = False,
         **unused: Any,
     ):
         super().__init__(bundle, precision, device, batch_sizes)
@@ -57,7 +58,11 @@ class TorchEngine(Engine):
         self._forward = torch.compile(self.tower, mode="max-autotune-no-cudagraphs") if compile else self.tower
         self.use_cuda_graphs = bool(cuda_graphs and device == "cuda")
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}
-        self.stream = torch.cuda.Stream() if device == "cuda" else None
+        # Every batch runs on this engine's own stream; high_priority (the emergency lane) makes it a
+        # high-priority stream, whose kernels the GPU schedules before those of default-priority
+        # streams (torch's range: -1 high … 0 default).
+        self.high_priority = bool(high_priority)
+        self.stream = torch.cuda.Stream(priority=-1 if self.high_priority else 0) if device == "cuda" else None
 
     # -- execution -------------------------------------------------------------------------
     def _run_eager(self, images):
@@ -118,8 +123,14 @@ class TorchEngine(Engine):
         return self._run_eager(images)
 
     def _infer(self, batch: Any) -> np.ndarray:
-        out = self.infer_tensor(batch)
-        return out.float().cpu().numpy()
+        if self.stream is None:
+            return self.infer_tensor(batch).float().cpu().numpy()
+        import torch
+
+        self.stream.wait_stream(torch.cuda.current_stream())  # inputs made on the caller's stream
+        with torch.cuda.stream(self.stream):
+            out = self.infer_tensor(batch).float().cpu().numpy()  # .cpu() waits for this stream
+        return out
 
     def warmup(self, iterations: int = 2, sizes: Sequence[int] | None = None) -> "TorchEngine":
         if self.use_cuda_graphs:  # every compiled size is captured: a batch padded to it must find its graph
@@ -142,7 +153,8 @@ class TorchEngine(Engine):
         import torch
 
         info = super().describe()
-        info.update(cuda_graphs=self.use_cuda_graphs, captured_batch_sizes=sorted(self._graphs), threads=torch.get_num_threads())
+        info.update(cuda_graphs=self.use_cuda_graphs, captured_batch_sizes=sorted(self._graphs), threads=torch.get_num_threads(),
+                    high_priority_stream=self.high_priority)
         return info
 
     def close(self) -> None:

@@ -11,6 +11,13 @@ The graph mirrors the product diagram::
 The heavy objects (model, engine, prompt embeddings) are built once by
 :func:`build_components` and handed to the operators, so a benchmark can run the graph many
 times without reloading the model, and an integrator can reuse them in a graph of their own.
+
+Beside the data path, every run keeps a :class:`~burnscope.operators.flow.ledger.RunLedger`
+(the source accepts each image there, the sinks settle it) and a ``run_monitor``
+(:class:`~burnscope.operators.flow.operator.RunMonitorOp`) that ends the graph once every message
+has drained, or on a stop request after in-flight work has drained (docs/reliability.md). The
+watch and SCP sources keep an intake journal (``<output>/journal.sqlite``) so that a restart
+after a crash processes what was acknowledged but not reported.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from burnscope.operators.dicom_loader.operator import (
     DicomStoreSCPSourceOp,
     DicomWatchSourceOp,
 )
+from burnscope.operators.flow.ledger import RunLedger
+from burnscope.operators.flow.monitor import RunMonitor, StopRequest
+from burnscope.operators.flow.operator import RunMonitorOp
 from burnscope.operators.inference.operator import InferenceOp
 from burnscope.operators.preprocess.operator import PreprocessOp
 from burnscope.operators.report.core import ReportEmitter
@@ -52,14 +62,21 @@ class TriageComponents:
     engine: Any  # engines.base.Engine
     preprocessor: Any  # operators.preprocess.core.Preprocessor
     head: Any  # operators.burn_severity.core head
+    #: The emergency lane's own engine (``burnscope serve``; on a GPU, on a high-priority stream).
+    stat_engine: Any = None
 
     @property
     def model_info(self):
         return self.engine.model_info
 
 
-def build_components(settings: dict[str, Any], model: str | None = None) -> TriageComponents:
-    """Load the model, build the engine (warmed up), the preprocessor and the burn head."""
+def build_components(settings: dict[str, Any], model: str | None = None, batch_sizes: Any = None,
+                     stat_engine: bool = False) -> TriageComponents:
+    """Load the model, build the engine (warmed up), the preprocessor and the burn head.
+
+    ``batch_sizes``: the engine's compiled sizes (default: 1 and ``source.batch_size``);
+    ``stat_engine``: also build the emergency lane's engine (same model and sizes; on a GPU its
+    work goes on a high-priority CUDA stream)."""
     from burnscope.engines.base import create_engine
     from burnscope.engines.model import load_biomedclip
     from burnscope.operators.burn_severity.core import load_head
@@ -71,23 +88,30 @@ def build_components(settings: dict[str, Any], model: str | None = None) -> Tria
     inference = settings["inference"]
     backend, precision = resolve_engine_choice(inference)
     bundle = load_biomedclip(model=model, config=inference["model_config"])
-    engine = create_engine(
-        bundle,
-        backend=backend,
-        precision=precision,
-        device=inference["device"],
-        batch_sizes=sorted({1, int(settings["source"]["batch_size"])}),
-        # static INT8: calibrated on the installed sample photographs when no model is cached yet
-        **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
-    )
+    sizes = sorted(batch_sizes or {1, int(settings["source"]["batch_size"])})
+
+    def make_engine(**extra: Any) -> Any:
+        return create_engine(
+            bundle,
+            backend=backend,
+            precision=precision,
+            device=inference["device"],
+            batch_sizes=sizes,
+            # static INT8: calibrated on the installed sample photographs when no model is cached yet
+            **({"calibration": calibration_for(bundle.config)} if backend != "torch" else {}),
+            **extra,
+        )
+
+    engine = make_engine()
     # Once, at the run's own batch size: the other sizes a run meets are warm after their first batch.
-    engine.warmup(iterations=1, sizes=[int(settings["source"]["batch_size"])])
+    engine.warmup(iterations=1, sizes=[max(sizes) if batch_sizes else int(settings["source"]["batch_size"])])
+    lane = make_engine(high_priority=True).warmup(iterations=1, sizes=[1]) if stat_engine else None
     preprocessor = Preprocessor.from_config(
         bundle.preprocess_cfg, device=settings["preprocess"]["device"], dtype=settings["preprocess"]["dtype"]
     )
     severity = settings["burn_severity"]
     head = load_head(bundle, severity.get("head"), abstain_threshold=float(severity["abstain_threshold"]))
-    return TriageComponents(bundle=bundle, engine=engine, preprocessor=preprocessor, head=head)
+    return TriageComponents(bundle=bundle, engine=engine, preprocessor=preprocessor, head=head, stat_engine=lane)
 
 
 class BurnTriageApp(Application):
@@ -101,6 +125,12 @@ class BurnTriageApp(Application):
             rendered but only counted, as the benchmark does).
         components: the cores from :func:`build_components`.
         on_progress: ``(files_done, files_total, result)`` callback from the loader.
+        stop: a :class:`StopRequest`; when set (a signal handler does it) the source stops
+            taking input and the run ends once what is in flight has drained (``run.grace_s``).
+
+    ``ledger``, ``monitor`` and ``journal`` (watch/scp with an output folder) are readable while
+    and after the app runs. Opening the journal can raise
+    :class:`~burnscope.operators.dicom_loader.journal.JournalError` (locked, corrupt).
     """
 
     def __init__(
@@ -110,6 +140,7 @@ class BurnTriageApp(Application):
         output_dir: str | os.PathLike | None,
         components: TriageComponents,
         on_progress: Callable[..., None] | None = None,
+        stop: StopRequest | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -120,6 +151,32 @@ class BurnTriageApp(Application):
         self.on_progress = on_progress
         self.name = "burn_triage"
         self.ops: dict[str, Any] = {}
+        self.stop_request = stop if stop is not None else StopRequest()
+        self.hung = False  # set when a forced stop gave up waiting for the graph (see runner)
+        self.journal = open_journal(settings, self.output_dir)
+        self.journal_failures = 0
+        delivery = settings.get("delivery") or {}
+        self.ledger = RunLedger(
+            deliveries=self.output_dir is not None and bool(delivery.get("destinations")),
+            on_file_done=self._file_done,
+        )
+        run = settings.get("run") or {}
+        self.monitor = RunMonitor(
+            self.ledger, self.stop_request,
+            grace_s=float(run.get("grace_s", 30.0)), stall_timeout_s=run.get("stall_timeout_s", 600.0),
+        )
+
+    def _file_done(self, path: str, outcome: str) -> None:
+        """Every image of ``path`` has settled: the journal need not offer it again."""
+        if self.journal is None:
+            return
+        from burnscope.operators.dicom_loader.journal import JournalError
+
+        try:
+            self.journal.mark_done(path, outcome)
+        except JournalError as exc:  # it is offered again after a restart; its report is unchanged then
+            self.journal_failures += 1
+            log.error("%s", exc)
 
     def compose(self) -> None:
         s = self.settings
@@ -128,6 +185,9 @@ class BurnTriageApp(Application):
         # 0 lets it run ahead, and latency then includes the wait in the graph's queues.
         period_ms = float(s["source"].get("period_ms") or 0)
         pacing = [PeriodicCondition(self, recess_period=int(period_ms * 1e6), name="pacing")] if period_ms > 0 else []
+        ledger = self.ledger
+        self.add_operator(RunMonitorOp(self, name="run_monitor", monitor=self.monitor,
+                                       period_s=float((s.get("run") or {}).get("monitor_period_s", 0.05))))
         source = self._source(pacing)
         imaging = PreprocessOp(
             self, name="imaging", preprocessor=c.preprocessor, keep_thumbnails=s["preprocess"]["keep_thumbnails"]
@@ -151,16 +211,18 @@ class BurnTriageApp(Application):
         # The tallies feed the run summary; a headless (benchmark) run ends in them.
         headless = self.output_dir is None
         findings_tally = CountingSinkOp(
-            self, name="emr_integration" if headless else "findings_tally", port="reports", key=finding_label
+            self, name="emr_integration" if headless else "findings_tally", port="reports", key=finding_label,
+            ledger=ledger, settle="reports" if headless else None,
         )
         errors_tally = CountingSinkOp(
-            self, name="error_records" if headless else "errors_tally", port="errors", key=lambda e: e.reason
+            self, name="error_records" if headless else "errors_tally", port="errors", key=lambda e: e.reason,
+            ledger=ledger, settle="errors" if headless else None,
         )
         if headless:
             reports_sink, errors_sink = findings_tally, errors_tally
         else:
-            reports_sink = FolderSinkOp(self, name="emr_integration", out_dir=self.output_dir)
-            errors_sink = ErrorSinkOp(self, name="error_records", out_dir=self.output_dir)
+            reports_sink = FolderSinkOp(self, name="emr_integration", out_dir=self.output_dir, ledger=ledger)
+            errors_sink = ErrorSinkOp(self, name="error_records", out_dir=self.output_dir, ledger=ledger)
             self.add_flow(emitter, findings_tally, {("reports", "reports")})
             self.add_flow(source, errors_tally, {("errors", "errors")})
             delivery = s.get("delivery") or {}
@@ -172,6 +234,7 @@ class BurnTriageApp(Application):
                     destinations=delivery["destinations"],
                     echo=bool(delivery.get("echo", True)),
                     drain_timeout_s=float(delivery.get("drain_timeout_s", 30)),
+                    ledger=ledger,
                 )
                 self.add_flow(emitter, network, {("reports", "reports")})
                 self.ops[network.name] = network
@@ -193,6 +256,8 @@ class BurnTriageApp(Application):
     def _source_root(self, source: Any) -> Path:
         if isinstance(source, DicomStoreSCPSourceOp):
             return Path(source.scp.spool_dir)
+        if isinstance(source, DicomWatchSourceOp):
+            return source.watcher.root  # absolute: recovered and new files are named alike
         return self.input_path if self.input_path.is_dir() else self.input_path.parent
 
     def _source(self, conditions: list[Any]) -> Any:
@@ -201,19 +266,33 @@ class BurnTriageApp(Application):
         common = dict(name="medical_images", batch_size=src["batch_size"], workers=src["workers"],
                       max_pixels=src["max_pixels"], selector=src.get("select"), isolate=src.get("isolate", True),
                       decode_timeout_s=src.get("decode_timeout_s", 30.0),
-                      worker_memory_mb=src.get("worker_memory_mb", 4096))
+                      worker_memory_mb=src.get("worker_memory_mb", 4096), ledger=self.ledger,
+                      stop=self.stop_request, on_progress=self.on_progress)
         if src["kind"] == "folder":
-            return DicomFolderSourceOp(self, *conditions, input_path=self.input_path, on_progress=self.on_progress,
+            return DicomFolderSourceOp(self, *conditions, input_path=self.input_path,
                                        executor=src.get("executor", "thread"), **common)
-        until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"))
+        until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"), journal=self.journal)
         if src["kind"] == "watch":
             watch = src.get("watch") or {}
             return DicomWatchSourceOp(
                 self, watch_path=self.input_path, poll_interval=float(watch.get("poll_interval", 0.5)),
-                settle_seconds=float(watch.get("settle_seconds", 1.0)), on_progress=self.on_progress, **until, **common,
+                settle_seconds=float(watch.get("settle_seconds", 1.0)), **until, **common,
             )
         scp = dict(src.get("scp") or {})
+        if scp.get("spool_dir") is None and self.output_dir is not None:
+            scp["spool_dir"] = str(self.output_dir / "spool")  # durable: a restart finds what was acknowledged
         return DicomStoreSCPSourceOp(self, **{k: v for k, v in scp.items() if v is not None}, **until, **common)
+
+
+def open_journal(settings: dict[str, Any], output_dir: Path | None) -> Any:
+    """The intake journal of a watch or SCP run with an output folder (``source.journal``, by
+    default ``<output>/journal.sqlite``); None for folder and headless runs."""
+    src = settings["source"]
+    if src["kind"] == "folder" or output_dir is None:
+        return None
+    from burnscope.operators.dicom_loader.journal import FILE_NAME, Journal
+
+    return Journal(src.get("journal") or Path(output_dir) / FILE_NAME)
 
 
 def finding_label(bundle: Any) -> str | None:
@@ -225,11 +304,21 @@ def finding_label(bundle: Any) -> str | None:
 
 
 def configure_scheduler(app: Application, settings: dict[str, Any]) -> None:
-    """Greedy (one thread) or event-based (stages overlap across ``worker_threads``)."""
+    """Greedy (one thread) or event-based (stages overlap across ``worker_threads``).
+
+    The graph is ended by its ``run_monitor`` (``fragment.stop_execution()`` once drained); the
+    scheduler's deadlock detection only notices that every operator has stopped. Its timeout
+    (``scheduler.stop_on_deadlock_timeout_ms``) makes the detector wait that long with nothing
+    ready or running before it believes it, while the monitor's periodic tick counts as work:
+    a worker that has taken a job but is not yet counted as running (preempted on a loaded
+    machine) can no longer end the run.
+    """
     sched = settings["scheduler"]
+    timeout_ms = int(sched.get("stop_on_deadlock_timeout_ms", 200))
     if sched["kind"] == "greedy":
-        app.scheduler(GreedyScheduler(app, name="scheduler", stop_on_deadlock=True))
+        app.scheduler(GreedyScheduler(app, name="scheduler", stop_on_deadlock=True, stop_on_deadlock_timeout=timeout_ms))
     else:
         app.scheduler(
-            EventBasedScheduler(app, name="scheduler", worker_thread_number=int(sched["worker_threads"]), stop_on_deadlock=True)
+            EventBasedScheduler(app, name="scheduler", worker_thread_number=int(sched["worker_threads"]),
+                                stop_on_deadlock=True, stop_on_deadlock_timeout=timeout_ms)
         )

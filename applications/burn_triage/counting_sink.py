@@ -19,21 +19,30 @@ class CountingSinkOp(Operator):
         port: the input port's name (``reports`` or ``errors`` in burn-triage).
         key: ``item -> str | None`` to tally by (e.g. the finding label of a report); items it
             maps to None are not counted at all (study roll-ups beside image reports).
+        ledger: a :class:`~burnscope.operators.flow.ledger.RunLedger`: this sink is a terminal
+            of the graph (its messages are counted for the drain).
+        settle: ``"reports"`` or ``"errors"``: what reaches this sink is settled in the ledger
+            (the headless run, where these sinks end the graph); None: counted only.
 
     After ``app.run()``: ``count`` (items), ``messages`` (lists received), ``sizes`` (items per
     message, in arrival order), ``labels`` (Counter).
     """
 
     def __init__(
-        self, fragment: Any, *args: Any, port: str = "in", key: Callable[[Any], str] | None = None, **kwargs: Any
+        self, fragment: Any, *args: Any, port: str = "in", key: Callable[[Any], str] | None = None,
+        ledger: Any = None, settle: str | None = None, **kwargs: Any
     ) -> None:
         self.port = port
         self.key = key
+        self.ledger = ledger
+        self.settle = settle
         self.count = 0
         self.messages = 0
         self.sizes: list[int] = []
         self.labels: Counter[str] = Counter()
         super().__init__(fragment, *args, **kwargs)
+        if ledger is not None:
+            ledger.register_terminal(self.name)
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.input(self.port)
@@ -47,3 +56,9 @@ class CountingSinkOp(Operator):
         self.sizes.append(len(counted))
         if self.key is not None:
             self.labels.update(counted)
+        if self.ledger is not None:
+            if self.settle == "reports":
+                self.ledger.settle_reports(items)
+            elif self.settle == "errors":
+                self.ledger.settle_errors(items)
+            self.ledger.message_done(self.name)

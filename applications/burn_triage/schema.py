@@ -41,9 +41,20 @@ def _ae_title(value: str) -> str:
 
 
 class WatchSettings(_Section):
+    path: Optional[str] = Field(
+        None, description="burnscope serve: the folder to watch when --watch is not given (null: no watched folder)."
+    )
     poll_interval: float = Field(0.5, gt=0, description="Seconds between polls of the watched folder.")
     settle_seconds: float = Field(
         1.0, ge=0, description="A file is complete once its size and modification time held this long."
+    )
+
+
+class ScpTimeouts(_Section):
+    acse_s: float = Field(30, gt=0, description="pynetdicom ACSE timeout: association messages (seconds).")
+    dimse_s: float = Field(30, gt=0, description="pynetdicom DIMSE timeout: one service message (seconds).")
+    network_s: float = Field(
+        60, gt=0, description="An association silent this long is closed (a client that sends nothing or stalls)."
     )
 
 
@@ -117,7 +128,10 @@ class ScpSettings(_Section):
         "capture), \"all\", or a list of SOP Class UIDs.",
     )
     max_pdu: int = Field(16382, ge=0, description="Maximum PDU size received (bytes; 0 = unlimited).")
-    spool_dir: Optional[str] = Field(None, description="Folder for received files; null: a temporary folder.")
+    spool_dir: Optional[str] = Field(
+        None, description="Folder for received files (each fsync'd before C-STORE Success); null: <output>/spool "
+        "(0600 files in a 0700 folder)."
+    )
     allowed_calling_aets: Optional[list[str]] = Field(
         None, description="Calling AE titles that may store; any other is rejected (\"calling AE not recognised\"); "
         "null: any."
@@ -127,6 +141,10 @@ class ScpSettings(_Section):
         None, description="Peer IP addresses or CIDR networks that may connect; others are disconnected; null: any."
     )
     tls: Optional[ScpTlsSettings] = Field(None, description="DICOM TLS (PS3.15 BCP 195); null: plain DICOM.")
+    timeouts: ScpTimeouts = Field(default_factory=ScpTimeouts)
+    max_associations: int = Field(
+        10, ge=1, description="Simultaneous associations; more are rejected transiently (the modality retries)."
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -213,6 +231,11 @@ class SourceSettings(_Section):
         None, gt=0, description="watch/scp: stop after this many seconds without a new file (null: run until stopped)."
     )
     max_files: Optional[int] = Field(None, ge=1, description="watch/scp: stop after this many files (null: no limit).")
+    journal: Optional[str] = Field(
+        None,
+        description="watch/scp: the intake journal (SQLite) of files acknowledged or seen and not yet reported; "
+        "a restart processes them first (docs/reliability.md). null: <output>/journal.sqlite.",
+    )
     watch: WatchSettings = Field(default_factory=WatchSettings)
     scp: ScpSettings = Field(default_factory=ScpSettings)
 
@@ -336,11 +359,100 @@ class DeliverySettings(_Section):
         return value
 
 
+class PriorityRuleSettings(_Section):
+    attribute: str = Field(description="A DICOM keyword, looked up in the dataset and its sequences.")
+    equals: list[str] = Field(min_length=1, description="Values (any case) that make the image STAT.")
+
+    @field_validator("attribute")
+    @classmethod
+    def _keyword(cls, value: str) -> str:
+        from burnscope.operators.priority.core import check_keyword
+
+        return check_keyword(value)
+
+
+class PrioritySettings(_Section):
+    dimse_high_is_stat: bool = Field(True, description="A C-STORE sent with DIMSE Priority HIGH is STAT.")
+    stat_calling_aets: list[str] = Field(
+        default_factory=list, description="Calling AE titles whose images are STAT (e.g. the emergency department)."
+    )
+    rules: list[PriorityRuleSettings] = Field(
+        default_factory=lambda: [PriorityRuleSettings(attribute="RequestedProcedurePriority", equals=["STAT"])],
+        description="DICOM attribute rules; any match makes the image STAT.",
+    )
+    sidecar: bool = Field(True, description="A case sidecar with \"priority\": \"stat\" makes the image STAT.")
+    stat_lane: bool = Field(
+        True, description="serve: STAT images get an image tower of their own (a high-priority CUDA stream on a GPU)."
+    )
+
+    @field_validator("stat_calling_aets")
+    @classmethod
+    def _aets(cls, value: list[str]) -> list[str]:
+        return [_ae_title(v) for v in value]
+
+
+class BatchingSettings(_Section):
+    max_batch: int = Field(8, ge=1, le=1024, description="serve: most images per image-tower batch.")
+    max_delay_ms: float = Field(
+        5, ge=0, description="serve: a partial batch leaves once its oldest image waited this long (0: at once)."
+    )
+
+
+class ReportingSettings(_Section):
+    workers: Optional[int] = Field(
+        None, ge=0, description="serve: report-rendering processes (null: one per core but one, at most 8; "
+        "0: render in the graph).",
+    )
+
+
+class MetricsSettings(_Section):
+    port: Optional[int] = Field(None, ge=0, le=65535, description="serve: /metrics, /healthz, /readyz on this port "
+                                "(null: off; --metrics-port sets it).")
+    bind_address: str = Field(
+        "127.0.0.1", description="Interface of the metrics port; 0.0.0.0 inside a container whose port is published."
+    )
+    check_destinations: bool = Field(
+        True, description="/readyz also needs every network destination reachable (TCP, checked every 15 s)."
+    )
+
+    @field_validator("bind_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return ScpSettings._address(value)  # the same rule as the SCP's interface
+
+
+class ServiceSettings(_Section):
+    shutdown_timeout_s: float = Field(
+        300, gt=0, description="serve: after SIGTERM, finish the images in flight for at most this long "
+        "(a second SIGTERM stops at once)."
+    )
+
+
 class SchedulerSettings(_Section):
     kind: Literal["greedy", "event_based"] = Field(
         "event_based", description="greedy | event_based (stages overlap on a multi-core machine)."
     )
     worker_threads: int = Field(4, ge=1, description="event_based: worker threads.")
+    stop_on_deadlock_timeout_ms: int = Field(
+        200, ge=0,
+        description="How long the scheduler must find nothing ready or running before it ends the graph; the "
+        "run monitor ends it once everything has drained, so this is only the delay at the very end "
+        "(docs/reliability.md).",
+    )
+
+
+class RunSettings(_Section):
+    grace_s: float = Field(
+        30, ge=0, description="On SIGINT/SIGTERM: how long images in flight may take to finish before the run "
+        "stops and records them as pending (a second signal stops at once)."
+    )
+    stall_timeout_s: Optional[float] = Field(
+        600, gt=0, description="Messages in flight and no stage finishing one for this long: the run ends and "
+        "lists what was not reported (exit code 3). null: wait for ever."
+    )
+    monitor_period_s: float = Field(
+        0.05, gt=0, le=5, description="How often the run monitor checks whether everything has drained."
+    )
 
 
 class TriageSettings(_Section):
@@ -353,7 +465,13 @@ class TriageSettings(_Section):
     decision_support: DecisionSupportSettings = Field(default_factory=DecisionSupportSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    priority: PrioritySettings = Field(default_factory=PrioritySettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -453,6 +571,8 @@ def _default_text(field: Any) -> str:
         return "(section)"
     if isinstance(default, str):
         return f"`{default}`"
+    if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+        return "`" + str([d.model_dump() for d in default]).replace("'", "") + "`"
     return f"`{'null' if default is None else default}`".replace("True", "true").replace("False", "false")
 
 
@@ -474,7 +594,8 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             rows += _rows(section, f"{key}.")
             continue
         listed = next((a for a in items if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        kind = "list of destinations" if listed is not None else _type_name(annotation)
+        kind = (("list of destinations" if listed is Destination else "list of rules") if listed is not None
+                else _type_name(annotation))
         meaning = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{key}` | {kind} | {_default_text(field)} | {meaning} |")
         if listed is not None:

@@ -5,12 +5,14 @@ grows without one file owning everything; options and error exits shared by all 
 :mod:`.options`::
 
     cmd_core      info, run, bench burn-triage
+    cmd_serve     serve (burn-triage as a service)
     cmd_dicom     inspect, wrap-photo
     cmd_engines   export-onnx, quantize, build-engine, bench engines
     cmd_clinical  decide, train-head, evaluate, calibrate
     cmd_reports   outbox status|retry|purge-delivered
     cmd_web       web (review app and REST API), web users add|remove|list
     cmd_model     finetune, export-bundle, export-triton
+    cmd_reliability  bench stress, bench soak
 
 A new command group is a module with ``register(app, bench_app)`` that adds its functions with
 ``app.command(NAME)(function)`` (or a sub-``Typer`` with ``app.add_typer``), listed in
@@ -25,7 +27,7 @@ import sys
 
 import typer
 
-from . import cmd_clinical, cmd_core, cmd_dicom, cmd_engines, cmd_model, cmd_reports, cmd_web
+from . import cmd_clinical, cmd_core, cmd_dicom, cmd_engines, cmd_model, cmd_reliability, cmd_reports, cmd_serve, cmd_web
 
 app = typer.Typer(
     name="burnscope",
@@ -69,7 +71,8 @@ bench_app = typer.Typer(help="Headless benchmarks: latency percentiles, images/s
 app.add_typer(bench_app, name="bench")
 
 #: Command groups, in the order ``burnscope --help`` lists their commands.
-COMMAND_MODULES = (cmd_core, cmd_dicom, cmd_engines, cmd_clinical, cmd_reports, cmd_web, cmd_model)
+COMMAND_MODULES = (cmd_core, cmd_serve, cmd_dicom, cmd_engines, cmd_clinical, cmd_reports, cmd_web, cmd_model,
+                   cmd_reliability)
 
 for _module in COMMAND_MODULES:
     _module.register(app, bench_app)

@@ -95,12 +95,19 @@ def _overrides(backend, precision, device, batch_size, scheduler) -> dict:
     }
 
 
-def _load_components(settings: dict, model: Optional[str]):
+def _load_components(settings: dict, model: Optional[str], service: bool = False):
+    """The model and engines; ``service``: sized for the dynamic batcher, plus the emergency lane's."""
     from burnscope.applications.burn_triage.app import build_components
 
+    extra = {}
+    if service:
+        from burnscope.operators.batching.core import engine_batch_sizes
+
+        extra = {"batch_sizes": engine_batch_sizes(settings["batching"]["max_batch"]),
+                 "stat_engine": bool(settings["priority"]["stat_lane"])}
     with console.status("Loading BiomedCLIP and preparing the engine (first run exports/caches it)..."):
         try:
-            return build_components(settings, model=model)
+            return build_components(settings, model=model, **extra)
         except (FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
@@ -126,6 +133,15 @@ def _print_summary(summary: dict) -> None:
         table.add_row("associations refused (SCP access control)", str(summary["rejected_associations"]))
     for key, count in (summary.get("delivery") or {}).items():
         table.add_row(f"delivery: {key}", str(count))
+    acc = summary.get("accounting") or {}
+    if acc:
+        table.add_row("accepted = reported + errors + skipped",
+                      f"{acc['accepted']} = {acc['reported']} + {acc['errors']} + {acc['skipped']}"
+                      if acc["balanced"] and not (acc["lost"] or acc["pending"]) else
+                      f"{acc['accepted']} ≠ {acc['reported']} + {acc['errors']} + {acc['skipped']}")
+        for key in ("lost", "pending"):
+            if acc.get(key):
+                table.add_row(f"[bold red]{key}[/bold red]" if key == "lost" else key, str(acc[key]))
     console.print(table)
     console.print(
         f"model: {model['name']} · weights: {model['weights']} · backend: {model['backend']} "
@@ -133,6 +149,35 @@ def _print_summary(summary: dict) -> None:
     )
     if summary.get("output_dir"):
         console.print(f"reports in {summary['output_dir']}", highlight=False)
+
+
+def _print_problems(summary: dict) -> None:
+    """What the exit status is about: lost, pending, unwritten or unqueued images, by SOP UID / file."""
+    from .options import err_console
+
+    acc = summary.get("accounting") or {}
+    run = summary.get("run") or {}
+    listings = (
+        ("lost_items", "lost (accepted, neither reported nor recorded as an error)"),
+        ("pending_items", "pending (in flight when the run was stopped; a watch/listen restart takes them up)"),
+        ("write_failures", "not written (see errors.jsonl)"),
+        ("not_queued_items", "not handed to the outbox"),
+    )
+    for key, what in listings:
+        items = acc.get(key) or []
+        if not items:
+            continue
+        err_console.print(f"{len(items)} image(s) {what}:", highlight=False)
+        for item in items[:20]:
+            extra = f" ({item['file']})" if item.get("file") and item["file"] != item.get("label") else ""
+            err_console.print(f"  {item.get('label')}{extra}", highlight=False)
+        if len(items) > 20:
+            err_console.print(f"  ... and {len(items) - 20} more in summary.json", highlight=False)
+    if run.get("files_not_started"):
+        err_console.print(f"{run['files_not_started']} file(s) not started (the run was stopped)", highlight=False)
+    if run.get("outcome") in ("stalled", "error", "ended_by_scheduler") and (acc.get("lost") or run.get("error")):
+        err_console.print(f"the run ended: {run['outcome']}" + (f" ({run['error']})" if run.get("error") else ""),
+                          highlight=False)
 
 
 APP_ARG = typer.Argument(..., metavar="APP", help="Application to run: burn-triage.")
@@ -194,6 +239,8 @@ def run(
         input_path = input_path or output_dir
     settings = _prepare(app_name, input_path, config, overrides, model=model, output_dir=output_dir,
                         check_input=dist is None or "ingest" in dist.local_fragments())
+    if output_dir is not None:
+        _check_state_files(settings, output_dir)
     if dist is not None:
         from .distributed_run import run_distributed_cli
 
@@ -202,7 +249,7 @@ def run(
     if settings["source"]["kind"] != "folder":
         scp = settings["source"]["scp"]
         where = f"port {scp['port']} as {scp['ae_title']}" if settings["source"]["kind"] == "scp" else str(input_path)
-        console.print(f"listening on {where}; Ctrl-C stops", highlight=False)
+        console.print(f"listening on {where}; Ctrl-C or SIGTERM stops (after the images in flight)", highlight=False)
     progress = Progress(TextColumn("files"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=quiet or input_path.is_file())
     task = progress.add_task("files", total=None)
@@ -210,16 +257,69 @@ def run(
     def on_progress(done: int, total: int, _result) -> None:
         progress.update(task, completed=done, total=total)
 
-    with progress:
-        summary = run_triage(settings, input_path, output_dir, components, on_progress=on_progress)
-    write_json(summary, output_dir / "summary.json")
+    from burnscope.operators.dicom_loader.journal import JournalError
+
+    try:
+        with progress:
+            summary = run_triage(settings, input_path, output_dir, components, on_progress=on_progress,
+                                 handle_signals=True)
+    except JournalError as exc:  # opened as the graph is built; checked before, but it can change
+        fail(str(exc))
+    try:
+        write_json(summary, output_dir / "summary.json")
+    except OSError as exc:
+        from .options import err_console
+
+        err_console.print(f"[bold red]error:[/bold red] summary.json not written: {exc}", highlight=False)
     _print_summary(summary)
-    if summary["reports"] == 0:
-        fail("no image could be processed", code=1)
+    _print_problems(summary)
+    code, reason = summary["exit"]["code"], summary["exit"]["reason"]
+    if code == 1:
+        fail(reason, code=1)
+    if code:
+        from .options import err_console
+
+        err_console.print(f"[bold]exit {code}[/bold]: {reason}", highlight=False)
+        _exit(code, hung=summary.get("run", {}).get("hung", False))
+
+
+def _exit(code: int, hung: bool = False) -> None:
+    """Exit with ``code``; when the graph did not stop, without waiting for its threads."""
+    if hung:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+def _check_state_files(settings: dict, output_dir: Path) -> None:
+    """The outbox and the intake journal must be usable before the model loads: a database locked
+    by another process or corrupt stops the command with one line (it is never reset)."""
+    from burnscope.applications.burn_triage.app import open_journal
+    from burnscope.operators.dicom_loader.journal import JournalError
+    from burnscope.operators.sinks.outbox import Outbox, OutboxError
+
+    delivery = settings.get("delivery") or {}
+    if delivery.get("destinations"):
+        path = Path(delivery.get("outbox") or output_dir / "outbox.sqlite")
+        try:
+            with Outbox(path, busy_timeout_s=5.0) as outbox:
+                outbox.check_writable()
+        except OutboxError as exc:
+            fail(str(exc))
+    try:
+        journal = open_journal(settings, output_dir)
+    except JournalError as exc:
+        fail(str(exc))
+    if journal is not None:
+        journal.close()
 
 
 def bench_burn_triage(
-    input_path: Path = typer.Option(..., "-i", "--input", help="DICOM folder (recursive) or file."),
+    input_path: Optional[Path] = typer.Option(None, "-i", "--input", help="DICOM folder (recursive) or file; with --rate, the images to send (default: the shipped sample photographs)."),
     repeat: int = typer.Option(3, "--repeat", min=1, help="Measured runs over the input (after one warm-up run)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
     model: Optional[str] = MODEL_OPT,
@@ -232,10 +332,20 @@ def bench_burn_triage(
     formats: Optional[str] = typer.Option(None, "--formats", help="Report formats rendered, comma-separated (default from config: all six)."),
     period_ms: Optional[float] = typer.Option(None, "--period-ms", help="Pace the source: one batch per period (unloaded latency); default: as fast as possible."),
     direct: bool = typer.Option(True, "--direct/--no-direct", help="Also time the same stages called without Holoscan (overhead)."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Open-loop load on the service (burnscope serve's graph): Poisson arrivals, images/s over C-STORE."),
+    stat_fraction: float = typer.Option(0.1, "--stat-fraction", help="--rate: share of images sent STAT (DIMSE Priority HIGH)."),
+    duration: float = typer.Option(60.0, "--duration", help="--rate: seconds of arrivals."),
 ) -> None:
-    """Run burn-triage headless (reports rendered, not written): latency p50/p95/p99, images/s, peak RSS."""
+    """Run burn-triage headless (reports rendered, not written): latency p50/p95/p99, images/s, peak RSS.
+    With --rate: open-loop load on the service, STAT and routine latency, achieved images/s, queue depths."""
     from burnscope.applications.burn_triage.runner import write_json
     from burnscope.benchmarks.burn_triage import run_benchmark
+
+    if rate is not None:
+        return _bench_load(input_path, rate, stat_fraction, duration, json_file, model, backend, precision, device,
+                           scheduler, config, formats)
+    if input_path is None:
+        fail("-i/--input is required (or --rate IMG_PER_S for the open-loop service load)")
 
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     overrides["source"]["period_ms"] = period_ms
@@ -266,6 +376,32 @@ def bench_burn_triage(
                   "(loader emit → report sink); run s: median wall time of one pass over the input.", highlight=False)
     if result.get("holoscan_overhead_pct") is not None:
         console.print(f"Holoscan overhead (median run time, graph vs direct): {result['holoscan_overhead_pct']:+.1f}%")
+    if json_file is not None:
+        write_json(result, json_file)
+        console.print(f"wrote {json_file}", highlight=False)
+
+
+def _bench_load(input_path, rate, stat_fraction, duration, json_file, model, backend, precision, device, scheduler,
+                config, formats) -> None:
+    """``bench burn-triage --rate``: :func:`burnscope.benchmarks.service_load.run_load`."""
+    from burnscope.applications.burn_triage.runner import write_json
+    from burnscope.benchmarks.service_load import run_load, table
+
+    if rate <= 0 or not 0 <= stat_fraction <= 1 or duration <= 0:
+        fail("--rate and --duration must be positive, --stat-fraction between 0 and 1")
+    overrides = _overrides(backend, precision, device, None, scheduler)
+    overrides["source"]["kind"] = "scp"
+    if formats:
+        overrides["report"] = {"formats": [f.strip() for f in formats.split(",") if f.strip()]}
+    settings = _prepare("burn-triage", None, config, overrides, model=model)
+    components = _load_components(settings, model, service=True)
+    with console.status(f"open-loop load: {rate} img/s for {duration:.0f} s ({stat_fraction:.0%} STAT)..."):
+        result = run_load(settings, components, rate=rate, stat_fraction=stat_fraction, duration_s=duration,
+                          images=input_path)
+    if result["model"].get("demo"):
+        demo_banner(console)
+    typer.echo(table([("load", result)]))
+    console.print("latency: C-STORE done → report written, per image; queue depths sampled every 100 ms", highlight=False)
     if json_file is not None:
         write_json(result, json_file)
         console.print(f"wrote {json_file}", highlight=False)

@@ -122,6 +122,8 @@ class DicomLoader:
         decoding_plugin: force one pydicom pixel-data plugin (e.g. ``"pillow"``, which decodes
             JPEG baseline photographs faster than ``"pylibjpeg"``); empty lets pydicom choose,
             falling back to the others when the named plugin cannot decode a file.
+        priority_rules: e.g. a :class:`~burnscope.operators.priority.core.PriorityRules`; marks
+            images STAT from their dataset's attributes and case sidecar (``apply(context, ds)``).
     """
 
     def __init__(
@@ -139,7 +141,9 @@ class DicomLoader:
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
         worker_init: Callable[[], None] | None = None,
+        priority_rules: Any = None,
     ) -> None:
+        self.priority_rules = priority_rules
         if gpu_jpeg and executor == "process":
             raise ValueError("gpu_jpeg needs executor='thread' (GPU arrays do not cross processes)")
         if gpu_jpeg and isolate:
@@ -203,6 +207,9 @@ class DicomLoader:
                 result.skipped = True
                 return result
             result.images, result.infos = self._decode(ds, path, root, result)
+            if self.priority_rules is not None:  # picklable: applied inside an isolated worker too
+                for image in result.images:
+                    self.priority_rules.apply(image.context, ds)
         except LoaderError as exc:
             result.error = ErrorRecord(str(path), exc.reason, exc.message, exc.sop_instance_uid or uid)
         except MemoryError:

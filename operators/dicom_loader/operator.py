@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
@@ -40,6 +41,12 @@ class _ErrorsPortMixin:
     the port's condition instead would drop error records whenever their sink is busy.)
     """
 
+    def setup(self, spec: OperatorSpec) -> None:
+        """The sources' ports: ``images``, and ``errors`` unless ``errors_port=False``."""
+        spec.output("images")
+        if self.errors_port:
+            spec.output("errors")
+
     def _check_errors_port(self) -> None:
         if not self.errors_port:
             return
@@ -72,7 +79,8 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
 
     Both ports are emitted on every tick. After the last batch the operator stops itself
     (``stop_execution``), so an app with only this source ends when the input is exhausted;
-    an empty input emits one tick of two empty lists.
+    an empty input emits one tick of two empty lists. When ``stop`` is set, the batch already
+    decoded is emitted and no further file is read (``files_not_started`` counts the rest).
 
     Parameters:
         input_path: a folder, a file, a DICOMDIR, or a list of them.
@@ -93,9 +101,14 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
             files of other series are skipped (counted in ``files_skipped``).
         gpu_jpeg: decode colour JPEG photographs on the GPU (nvImageCodec) when possible; their
             ``pixels`` are then CuPy arrays that stay on the device for preprocessing.
+        ledger: a :class:`~burnscope.operators.flow.ledger.RunLedger`: every loaded file is
+            accepted there, every tick counted, and the end announced (``finish``).
+        stop: a stop request (anything truthy when set, e.g. a
+            :class:`~burnscope.operators.flow.monitor.StopRequest`): stop taking input.
 
     Counters readable while or after the app runs: ``files_total``, ``files_done``,
-    ``files_skipped``, ``images_emitted``, ``errors_emitted``, ``batches_emitted``.
+    ``files_skipped``, ``images_emitted``, ``errors_emitted``, ``batches_emitted``,
+    ``files_not_started``.
     """
 
     def __init__(
@@ -116,9 +129,13 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
+        ledger: Any = None,
+        stop: Any = None,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
+        self.ledger = ledger
+        self.stop_request = stop
         self.input_paths = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
         self.batch_size = int(batch_size)
         self.loader = DicomLoader(
@@ -133,6 +150,7 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         self.images_emitted = 0
         self.errors_emitted = 0
         self.batches_emitted = 0
+        self._units_read = 0  # images and error records read from files (some may wait for the next batch)
         self._lock = threading.Lock()
         self._batches: Iterator[tuple[list[ImageRecord], list[ErrorRecord]]] | None = None
         self._next: tuple[list[ImageRecord], list[ErrorRecord]] | None = None
@@ -143,8 +161,15 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         if self.errors_port:
             spec.output("errors")
 
+    @property
+    def files_not_started(self) -> int:
+        return max(0, self.files_total - self.files_done)
+
     def _file_done(self, result: FileResult) -> None:
+        if self.ledger is not None:
+            self.ledger.accept(result)
         with self._lock:
+            self._units_read += len(result.images) + (result.error is not None)
             self.files_done += 1
             self.files_skipped += int(result.skipped)
             done = self.files_done
@@ -170,9 +195,16 @@ class DicomFolderSourceOp(_ErrorsPortMixin, Operator):
         self.images_emitted += len(images)
         self.errors_emitted += len(errors)
         self.batches_emitted += 1
-        # Look one batch ahead so the last real batch is also the last tick.
-        self._next = next(self._batches, None) if self._batches is not None else None
+        if self.ledger is not None:
+            self.ledger.tick()
+        # Look one batch ahead so the last real batch is also the last tick. After a stop request,
+        # only what was already read goes out (the frames of a file can span two batches).
+        unsent = self._units_read > self.images_emitted + self.errors_emitted
+        more = self._batches is not None and (not self.stop_request or unsent)
+        self._next = next(self._batches, None) if more else None
         if self._next is None:
+            if self.ledger is not None:
+                self.ledger.finish()
             self.stop_execution()
 
     def stop(self) -> None:
@@ -193,12 +225,13 @@ def _with_poll_period(fragment: Any, args: tuple, poll_interval: float) -> tuple
 class _PolledSourceMixin:
     """Tick logic shared by the polling sources: decode newly completed files, emit a batch.
 
-    The host operator sets ``loader``, ``batch_size`` and ``max_files`` and calls
-    ``_reset_counters()`` (``files_done``, ``images_emitted``, ``errors_emitted``, the queues) in
-    ``__init__``.
+    The host operator sets ``loader``, ``batch_size``, ``max_files``, ``ledger``, ``journal`` and
+    ``stop_request`` and calls ``_reset_counters()`` (``files_done``, ``images_emitted``,
+    ``errors_emitted``, ``ticks``, the queues) in ``__init__``.
     """
 
     def _reset_counters(self) -> None:
+        self.ticks = 0
         self.files_done = 0
         self.images_emitted = 0
         self.errors_emitted = 0
@@ -210,6 +243,8 @@ class _PolledSourceMixin:
         """Decodes ``ready`` files (relative to ``root``) into the queues; marks activity."""
         self._last_activity = time.monotonic()
         for result in self.loader.iter_file_results(ready, root):
+            if self.ledger is not None:
+                self.ledger.accept(result)
             self.files_done += 1
             self._images.extend(result.images)
             if result.error is not None:
@@ -225,10 +260,28 @@ class _PolledSourceMixin:
         self._emit_errors(op_output, errors)
         self.images_emitted += len(images)
         self.errors_emitted += len(errors)
+        self.ticks += 1
+        if self.ledger is not None:
+            self.ledger.tick()
         return bool(self._images)
 
     def _max_files_reached(self) -> bool:
         return self.max_files is not None and self.files_done >= self.max_files
+
+    def _finish(self) -> None:
+        if self.ledger is not None:
+            self.ledger.finish()
+        self.stop_execution()
+
+    def _pending_from_journal(self) -> list[Path]:
+        """Files an earlier run recorded but did not finish (still on disk), oldest first."""
+        if self.journal is None:
+            return []
+        pending = [e.path for e in self.journal.pending()]
+        present = [p for p in pending if p.is_file()]
+        for gone in set(pending) - set(present):  # removed by hand since: nothing left to report
+            self.journal.mark_done(gone, "missing")
+        return present
 
 
 class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
@@ -253,8 +306,13 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         settle_seconds: a file is complete when size and mtime stay unchanged this long (default 1.0).
         stop_after_idle: stop after this many seconds with nothing new (default: never).
         max_files: stop after this many files (default: never).
-        workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb: as for
-            :class:`DicomFolderSourceOp`.
+        journal: an intake :class:`~burnscope.operators.dicom_loader.journal.Journal`: each
+            complete file is recorded before it is decoded; files an earlier run left pending are
+            processed first, and files it finished are not read again (mark them done through
+            the ledger's ``on_file_done``).
+        workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb, ledger, stop: as
+            for :class:`DicomFolderSourceOp`; on a stop request the watcher stops polling, emits what
+            it has decoded and ends.
     """
 
     def __init__(
@@ -275,11 +333,19 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
+        journal: Any = None,
+        ledger: Any = None,
+        stop: Any = None,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
-        self.watcher = FolderWatcher(watch_path, settle_seconds=settle_seconds,
-                                     ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS)
+        self.journal, self.ledger, self.stop_request = journal, ledger, stop
+        skip = None
+        if journal is not None:
+            skip = lambda path, st: journal.is_done(path, st.st_size, st.st_mtime_ns)  # noqa: E731
+        # absolute, so files recovered from the journal and newly seen ones are named alike
+        self.watcher = FolderWatcher(Path(watch_path).absolute(), settle_seconds=settle_seconds,
+                                     ignore=DEFAULT_IGNORE + IN_PROGRESS_PATTERNS, skip=skip)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
                                   isolate=isolate, decode_timeout_s=decode_timeout_s,
                                   worker_memory_mb=worker_memory_mb)
@@ -297,9 +363,6 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         if self.errors_port:
             spec.output("errors")
 
-    def start(self) -> None:
-        self._check_errors_port()
-
     def stop(self) -> None:
         self.loader.close()  # stops the decode workers
 
@@ -307,14 +370,31 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         if self.on_progress is not None:
             self.on_progress(self.files_done, self.files_done + self.watcher.pending, result)
 
+    def start(self) -> None:
+        self._check_errors_port()
+        self._recovered = self._pending_from_journal()
+        self.watcher.mark_reported(self._recovered)
+
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
-        ready = self.watcher.poll()
+        stopping = bool(self.stop_request)
+        ready = [] if stopping else self._recovered + self.watcher.poll()
+        self._recovered = []
         if self.max_files is not None:
             ready = ready[: max(0, self.max_files - self.files_done)]
+        if ready and self.journal is not None:
+            for path in ready:
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue  # removed since: loading it becomes an error record
+                self.journal.record(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
         if ready:
             self._load_ready(ready, self.watcher.root, on_file=self._report_progress)
         if self._emit_batch(op_output):
             return  # more decoded images wait for the next tick
+        if stopping:
+            self._finish()
+            return
         done = self._max_files_reached()
         idle = (
             self.stop_after_idle is not None
@@ -322,7 +402,7 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             and time.monotonic() - self._last_activity >= self.stop_after_idle
         )
         if done or idle:
-            self.stop_execution()
+            self._finish()
 
 
 class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
@@ -338,7 +418,10 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
 
     The SCP starts with the operator and listens until the application stops (or, for batch
     runs and tests, until ``max_files`` instances arrived or ``stop_after_idle`` seconds passed
-    without a new one, counted from the start). Received files are spooled to ``spool_dir``.
+    without a new one, counted from the start, or a stop is requested: then it stops listening,
+    emits what it has received and ends). Received files are spooled to ``spool_dir`` and, with a
+    ``journal``, recorded there before C-STORE Success is returned; instances an earlier run
+    acknowledged but did not report are processed first.
 
     Parameters:
         ae_title: AE title of the SCP (default "BURNSCOPE").
@@ -351,8 +434,11 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         allowed_calling_aets, require_called_aet, allowed_addresses, tls: who may connect
             (see :class:`~burnscope.operators.dicom_loader.scp.StoreSCP`); refusals are
             counted in ``rejected_associations``.
+        timeouts: pynetdicom's ``{acse_s, dimse_s, network_s}`` (a silent or stalled association
+            is closed after them); max_associations: simultaneous associations (default 10).
         batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector,
-            isolate, decode_timeout_s, worker_memory_mb: as for :class:`DicomWatchSourceOp`.
+            isolate, decode_timeout_s, worker_memory_mb, journal, ledger, stop, on_progress: as for
+            :class:`DicomWatchSourceOp`.
     """
 
     def __init__(
@@ -369,6 +455,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         require_called_aet: bool = False,
         allowed_addresses: Sequence[str] | None = None,
         tls: Any = None,
+        timeouts: dict[str, float] | None = None,
+        max_associations: int = 10,
         batch_size: int = 8,
         poll_interval: float = 0.1,
         stop_after_idle: float | None = None,
@@ -380,17 +468,29 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         isolate: bool | None = None,
         decode_timeout_s: float = DEFAULT_TIMEOUT_S,
         worker_memory_mb: int | None = DEFAULT_MEMORY_MB,
+        journal: Any = None,
+        ledger: Any = None,
+        stop: Any = None,
+        on_progress: ProgressCallback | None = None,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
         from burnscope.operators.dicom_loader.scp import DEFAULT_SOP_CLASSES, StoreSCP
 
+        self.journal, self.ledger, self.stop_request, self.on_progress = journal, ledger, stop, on_progress
+        on_stored = None
+        if journal is not None:
+            on_stored = lambda path, uid: journal.record(path, sop_instance_uid=uid)  # noqa: E731
         self.scp = StoreSCP(
             ae_title=ae_title, port=port, bind_address=bind_address,
             sop_classes=DEFAULT_SOP_CLASSES if sop_classes is None else sop_classes,
             max_pdu=max_pdu, spool_dir=spool_dir, allowed_calling_aets=allowed_calling_aets,
             require_called_aet=require_called_aet, allowed_addresses=allowed_addresses, tls=tls,
+            on_stored=on_stored,
         )
+        from burnscope.operators.dicom_loader.service import apply_timeouts
+
+        apply_timeouts(self.scp, timeouts, max_associations)
         self.loader = DicomLoader(max_pixels=max_pixels, workers=workers, selector=_as_selector(selector),
                                   isolate=isolate, decode_timeout_s=decode_timeout_s,
                                   worker_memory_mb=worker_memory_mb)
@@ -417,6 +517,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
 
     def start(self) -> None:
         self._check_errors_port()
+        for path in self._pending_from_journal():  # acknowledged by an earlier run, not reported
+            self.scp.received.put(path)
         self.scp.start()
         self._last_activity = time.monotonic()
 
@@ -424,12 +526,22 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         self.scp.stop()
         self.loader.close()
 
+    def _report_progress(self, result: FileResult) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.files_done, self.files_done + self.scp.received.qsize(), result)
+
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+        stopping = bool(self.stop_request)
+        if stopping:
+            self.scp.stop()  # no new associations; what was acknowledged is in the queue or journal
         ready = self.scp.drain()
         if ready:
-            self._load_ready(ready, self.scp.spool_dir)
+            self._load_ready(ready, self.scp.spool_dir, on_file=self._report_progress)
         if self._emit_batch(op_output):
             return  # more decoded images wait for the next tick
+        if stopping:
+            self._finish()
+            return
         done = self._max_files_reached()
         idle = (
             self.stop_after_idle is not None
@@ -437,7 +549,7 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             and time.monotonic() - self._last_activity >= self.stop_after_idle
         )
         if done or idle:
-            self.stop_execution()
+            self._finish()
 
 
 __all__ = ["DicomFolderSourceOp", "DicomStoreSCPSourceOp", "DicomWatchSourceOp", "ProgressCallback"]

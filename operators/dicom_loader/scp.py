@@ -1,10 +1,11 @@
 """A DICOM C-STORE SCP (pynetdicom) without Holoscan: receives images into a spool folder.
 
-Each received instance is written to ``spool_dir`` under a temporary name and renamed into
-place, so a reader never sees half a file; its path is then put on :attr:`StoreSCP.received`.
-Spooled files are readable by their owner only (0600, in a 0700 folder). Log lines name the
-SOP Instance UID and the calling AE title, never the patient. Who may connect (addresses, TLS,
-AE titles) is :mod:`.scp_access`.
+Each received instance is written to ``spool_dir`` under a temporary name, flushed to disk
+(``fsync`` of the file, then of the folder after the rename into place), handed to ``on_stored``
+(the intake journal records it there) and only then acknowledged with Success; its path is then
+put on :attr:`StoreSCP.received`. A reader never sees half a file, and an acknowledged instance
+survives a crash. Log lines name the SOP Instance UID and the calling AE title, never the patient. Spooled files are readable by their owner only (0600, in a 0700
+folder). Who may connect (addresses, TLS, AE titles) is :mod:`.scp_access`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import queue
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from burnscope.common.private_files import open_private, private_dirs
+from burnscope.common.private_files import private_dirs
 from burnscope.operators.dicom_loader.scp_access import AccessPolicy, GuardedAssociationServer, Rejections
 from burnscope.operators.dicom_loader.records import one_line
 
@@ -86,6 +88,9 @@ class StoreSCP:
         allowed_addresses: peer IP addresses / CIDR networks that may connect (None: any).
         tls: DICOM TLS: an ``ssl.SSLContext`` or ``{cert, key, ca, require_client_cert}``
             (:func:`burnscope.common.tls.server_context`); None: no TLS.
+        on_stored: ``callback(path, sop_instance_uid)`` after an instance is on disk and before
+            Success is returned; if it raises, the SCU gets "out of resources" (0xA700) and may
+            send again.
 
     ``rejections`` counts refused connections and associations (``rejected_associations``).
     """
@@ -103,13 +108,15 @@ class StoreSCP:
         require_called_aet: bool = False,
         allowed_addresses: Iterable[str] | None = None,
         tls: Mapping[str, Any] | Any = None,
+        on_stored: Callable[[Path, str], None] | None = None,
     ) -> None:
         from burnscope.common.tls import server_context
 
         self.ae_title = ae_title
+        self.on_stored = on_stored
         self.bind_address = bind_address
         self.requested_port = int(port)
-        self.spool_dir = Path(spool_dir) if spool_dir else Path(tempfile.mkdtemp(prefix="burnscope-scp-"))
+        self.spool_dir = Path(spool_dir).absolute() if spool_dir else Path(tempfile.mkdtemp(prefix="burnscope-scp-"))
         private_dirs(self.spool_dir)
         self.policy = AccessPolicy.from_settings(allowed_calling_aets, require_called_aet, allowed_addresses)
         self.ssl_context = server_context(**tls) if isinstance(tls, Mapping) else tls
@@ -137,7 +144,8 @@ class StoreSCP:
         return self._server.server_address[1] if self._server is not None else self.requested_port
 
     def _on_store(self, event) -> int:
-        partial: Path | None = None
+        from burnscope.operators.sinks.folder import write_atomic
+
         try:
             ds = event.dataset
             ds.file_meta = event.file_meta
@@ -145,15 +153,19 @@ class StoreSCP:
             if not _UID.fullmatch(uid):  # the UID names the spool file: digits and dots only
                 raise ValueError("the SOP Instance UID is not a valid UID")
             final = self.spool_dir / f"{uid}.dcm"
-            partial = final.with_name(final.name + ".part")
-            with open_private(partial, "wb") as handle:
-                ds.save_as(handle, enforce_file_format=True)
-            os.replace(partial, final)  # atomic: readers never see a half-written file
-        except Exception as exc:  # answer the SCU with a failure status instead of dropping the link
-            if partial is not None:
-                partial.unlink(missing_ok=True)  # nothing half-written stays in the spool
+            buffer = BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+        except Exception as exc:  # answer the SCU with a failure status; nothing was written yet
             log.warning("C-STORE from %s failed: %s", event.assoc.requestor.ae_title, _one_line(exc))
             return 0xC210  # cannot understand
+        try:
+            # temporary name, fsync, rename, fsync of the folder: on disk before it is acknowledged
+            write_atomic(final, buffer.getvalue(), overwrite=True, fsync=True)
+            if self.on_stored is not None:
+                self.on_stored(final, uid)
+        except Exception as exc:  # disk full, journal unusable: the SCU keeps the image and retries
+            log.error("C-STORE %s from %s not stored: %s", uid, event.assoc.requestor.ae_title, exc)
+            return 0xA700  # out of resources
         self.received_count += 1
         log.info("received %s from %s", uid, event.assoc.requestor.ae_title)
         self.received.put(final)

@@ -37,6 +37,8 @@ class FolderWatcher:
         settle_seconds: how long size and mtime must stay unchanged.
         ignore: name patterns never reported (sidecars, docs, hidden and in-progress files).
         clock: time source (tests may pass their own).
+        skip: ``skip(path, stat_result) -> bool``: files already handled (e.g. done in an intake
+            journal) are never reported.
     """
 
     def __init__(
@@ -45,7 +47,9 @@ class FolderWatcher:
         settle_seconds: float = 1.0,
         ignore: Iterable[str] = DEFAULT_IGNORE + IN_PROGRESS_PATTERNS,
         clock: Callable[[], float] = time.monotonic,
+        skip: Callable[[Path, os.stat_result], bool] | None = None,
     ) -> None:
+        self.skip = skip
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.settle_seconds = float(settle_seconds)
@@ -73,7 +77,8 @@ class FolderWatcher:
             present.add(path)
             seen = self._seen.get(path)
             if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
-                self._seen[path] = _Seen(st.st_size, st.st_mtime_ns, now)
+                handled = seen is None and self.skip is not None and self.skip(path, st)
+                self._seen[path] = _Seen(st.st_size, st.st_mtime_ns, now, reported=handled)
                 continue
             if not seen.reported and st.st_size > 0 and now - seen.stable_since >= self.settle_seconds:
                 seen.reported = True
@@ -81,6 +86,17 @@ class FolderWatcher:
         for gone in set(self._seen) - present:
             del self._seen[gone]
         return ready
+
+    def mark_reported(self, paths: Iterable[Path]) -> None:
+        """These files are being handled elsewhere (recovered from a journal): never report them
+        again unless they change."""
+        now = self.clock()
+        for path in paths:
+            try:
+                st = Path(path).stat()
+            except FileNotFoundError:
+                continue
+            self._seen[Path(path)] = _Seen(st.st_size, st.st_mtime_ns, now, reported=True)
 
     @property
     def pending(self) -> int:

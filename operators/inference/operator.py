@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
@@ -28,6 +29,9 @@ class InferenceOp(Operator):
             given one is built from ``model``, ``config`` (``biomedclip``), ``backend``
             (``onnxruntime`` | ``torch`` | ``tensorrt``), ``precision`` (``fp32`` ...),
             ``device`` (``auto`` | ``cpu`` | ``cuda``) and ``batch_sizes`` ((1, 8)).
+        lane: optional ``LaneCredit`` (:mod:`burnscope.operators.batching.core`) given back after
+            each batch, so a dynamic batcher in front forms the next batch only when this tower is free.
+        metrics: optional recorder with ``observe_stage("inference", seconds_per_image, count)``.
     """
 
     def __init__(
@@ -42,8 +46,12 @@ class InferenceOp(Operator):
         precision: str = "fp32",
         device: str = "auto",
         batch_sizes: tuple[int, ...] = (1, 8),
+        lane: Any = None,
+        metrics: Any = None,
         **kwargs,
     ):
+        self.lane = lane
+        self.metrics = metrics
         if encoder is None:
             encoder = ImageEncoder(engine) if engine is not None else ImageEncoder.from_options(
                 model=model, config=config, backend=backend, precision=precision, device=device, batch_sizes=batch_sizes
@@ -59,4 +67,13 @@ class InferenceOp(Operator):
         batch = op_input.receive("batch")
         if batch is None:  # nothing arrived: pass an empty batch on, never fail
             batch = ImageBatch(contexts=[], tensor=None)
-        op_output.emit(self.encoder.run(batch), "embeddings")
+        started = time.perf_counter()
+        try:
+            embeddings = self.encoder.run(batch)
+        finally:
+            if self.lane is not None:
+                self.lane.release()
+        if self.metrics is not None and batch.contexts:
+            self.metrics.observe_stage("inference", (time.perf_counter() - started) / len(batch.contexts),
+                                       len(batch.contexts))
+        op_output.emit(embeddings, "embeddings")

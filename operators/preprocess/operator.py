@@ -30,6 +30,7 @@ class PreprocessOp(Operator):
             no preprocessor is given (default: BiomedCLIP's constants, ``device="auto"``);
         keep_thumbnails: attach thumbnails (longest side ``thumbnail_size``, 128 px by default)
             for reports.
+        metrics: optional recorder with ``observe_stage("preprocess", seconds_per_image, count)``.
     """
 
     def __init__(
@@ -39,8 +40,10 @@ class PreprocessOp(Operator):
         preprocessor: Preprocessor | None = None,
         config: Mapping[str, Any] | None = None,
         keep_thumbnails: bool = True,
+        metrics=None,
         **kwargs,
     ):
+        self.metrics = metrics
         if preprocessor is None:
             preprocessor = Preprocessor.from_config(config) if config else Preprocessor()
         self.preprocessor = preprocessor
@@ -52,6 +55,11 @@ class PreprocessOp(Operator):
         spec.output("batch")
 
     def compute(self, op_input, op_output, context) -> None:
+        import time
+
         records: list[ImageRecord] = list(op_input.receive("images") or [])
+        started = time.perf_counter()
         result = self.preprocessor.process([r.pixels for r in records], thumbnails=self.keep_thumbnails)
+        if self.metrics is not None and records:
+            self.metrics.observe_stage("preprocess", (time.perf_counter() - started) / len(records), len(records))
         op_output.emit(ImageBatch([r.context for r in records], result.tensor, result.thumbnails), "batch")

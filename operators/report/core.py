@@ -15,11 +15,12 @@ import logging
 import math
 import os
 import re
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePath
 from typing import Any
 
-from burnscope.common.messages import DEMO_BANNER, Decision, ErrorRecord, ImageContext, ReportBundle
+from burnscope.common.messages import DEMO_BANNER, STAT, Decision, ErrorRecord, ImageContext, ReportBundle
 from burnscope.common.vocabulary import depth_rank
 from burnscope.operators.report import formats as report_formats
 from burnscope.operators.report import presentation
@@ -134,7 +135,8 @@ def build_report(
     """The JSON-serialisable report of one decision (schema ``burnscope.report`` v1).
 
     Patient identity is copied into the report (it is a clinical document); it never goes to
-    logs. Non-finite numbers become ``null``.
+    logs. Non-finite numbers become ``null``. An image handled as STAT (the emergency lane) has a
+    ``priority`` block (``{"level": "stat", "reason": ...}``); routine reports have none.
     """
     finding = decision.finding
     ctx = finding.context
@@ -149,6 +151,7 @@ def build_report(
         "banner": DEMO_BANNER if model.demo else "",
         "generated_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "generator": {"name": "burnscope", "version": generator_version or _package_version()},
+        **({"priority": {"level": STAT, "reason": ctx.priority_reason}} if ctx.priority == STAT else {}),
         "source": {
             "file": ctx.source,
             "sop_instance_uid": ctx.sop_instance_uid,
@@ -236,6 +239,7 @@ def render_text(report: dict[str, Any], date_format: str = presentation.DEFAULT_
     na = presentation.NOT_AVAILABLE
     lines += [
         "BURN IMAGE TRIAGE REPORT (preliminary: not verified by a clinician)",
+        *([f"PRIORITY: {presentation.priority_text(report)}"] if presentation.priority_text(report) else []),
         f"Generated {presentation.display_timestamp(report['generated_at'])} by burnscope {report['generator']['version']}",
         "",
         "Patient",
@@ -382,6 +386,49 @@ def _unique_stem(stem: str, key: str, taken: dict[str, str]) -> str:
     return candidate
 
 
+@dataclass
+class RenderTask:
+    """One report between :meth:`ReportEmitter.prepare` and :meth:`ReportEmitter.finish`: what the
+    standards renderers need and nothing of the emitter's per-run state (stems, instance
+    numbers, study roll-ups stay with the emitter). Small enough to send to a worker process:
+    the decision carries the finding and its thumbnail, never the image's pixels."""
+
+    decision: Decision
+    report: dict[str, Any]
+    bundle: ReportBundle
+    options: dict[str, Any]  # the emitter's options and the identifiers planned for this report
+    formats: tuple[str, ...]  # the standards formats to render, in order
+
+
+def render_standard(task: RenderTask, renderers: dict[str, Any] | None = None) -> RenderTask:
+    """Step 2 of :meth:`ReportEmitter.emit_one`: the standards artefacts (SR, PDF, Encapsulated PDF,
+    FHIR, SC) of ``task``, in any process. A failing renderer costs its own artefact only: it
+    becomes an error record in the bundle and a ``render_errors`` entry in the report."""
+    decision, report, bundle = task.decision, task.report, task.bundle
+    ctx = decision.finding.context
+    for name in task.formats:
+        render = (renderers or {}).get(name) or report_formats.get(name).load()
+        before_artefacts, before_deliveries = set(bundle.artefacts), len(bundle.deliveries)
+        try:
+            render(decision, report, bundle, task.options)
+        except Exception as exc:  # noqa: BLE001 - any library error becomes an error record
+            for suffix in set(bundle.artefacts) - before_artefacts:
+                del bundle.artefacts[suffix]
+            del bundle.deliveries[before_deliveries:]
+            record = ErrorRecord(
+                source=ctx.source,
+                reason=f"report_{name}_failed",
+                message=f"{type(exc).__name__}: {exc}"[:500],
+                sop_instance_uid=ctx.sop_instance_uid,
+                stage="report",
+            )
+            bundle.errors.append(record)
+            report.setdefault("render_errors", []).append({"format": name, "message": record.message})
+            # the exception text can quote DICOM values (patient data): the log names the type only
+            log.error("report %s: %s output failed (%s); see errors.jsonl", ctx.label, name, type(exc).__name__)
+    return task
+
+
 class ReportEmitter:
     """Builds a :class:`ReportBundle` per decision: JSON and text by default, more on request.
 
@@ -393,7 +440,9 @@ class ReportEmitter:
     with the same file name gets ``_2``. ``patient_identifier_system`` is the FHIR identifier system
     of the DICOM Patient ID (the hospital's MRN system); ``code_map`` overrides burn-depth codes
     (class key → ``highdicom.sr.CodedConcept``); ``date_format`` (``strftime``) is how the text
-    and PDF reports print dates (ISO 8601 by default).
+    and PDF reports print dates (ISO 8601 by default). ``max_studies`` bounds the per-run state
+    of a long-running emitter (a service): beyond it the oldest studies' roll-up data and the
+    oldest report names are forgotten (a later image of such a study starts a new roll-up).
 
     The JSON report of a bundle with DICOM/FHIR artefacts names the generated objects in its
     ``outputs`` block (study, series and SOP Instance UIDs, Bundle id).
@@ -408,7 +457,9 @@ class ReportEmitter:
         code_map: dict[str, Any] | None = None,
         source_root: str | None = None,
         date_format: str = presentation.DEFAULT_DATE_FORMAT,
+        max_studies: int | None = None,
     ) -> None:
+        self.max_studies = max_studies
         self.formats = tuple(dict.fromkeys(formats))
         self.source_root = str(source_root) if source_root else None
         unknown = [f for f in self.formats if f not in report_formats.FORMATS]
@@ -427,7 +478,13 @@ class ReportEmitter:
             "date_format": date_format,
         }
 
-    def emit_one(self, decision: Decision, stem: str | None = None) -> ReportBundle:
+    #: The keys of :attr:`state` a renderer reads (options); the rest is per-run bookkeeping.
+    OPTION_KEYS = ("formats", "patient_identifier_system", "code_map", "date_format")
+
+    def prepare(self, decision: Decision, stem: str | None = None) -> "RenderTask":
+        """Step 1 of :meth:`emit_one`, in the emitter's process: the report dict, the identifiers
+        of its objects (series and instance numbers come from this emitter's per-run state) and the
+        empty bundle, as a :class:`RenderTask` for :func:`render_standard`."""
         ctx = decision.finding.context
         report = build_report(decision, generated_at=self.clock())
         if any(not f.final for f in self._formats):
@@ -442,32 +499,22 @@ class ReportEmitter:
             report=report,
             study_instance_uid=report.get("outputs", {}).get("study_instance_uid", ctx.study_instance_uid),
         )
-        # Standards renderers first: the JSON/text then show the final ``outputs`` block and any
-        # renderer failure. A failing renderer costs its own artefact only, never the report.
-        for fmt in sorted(self._formats, key=lambda f: f.final):
-            render = self._renderers[fmt.name]
+        if ctx.study_instance_uid:  # roll-ups list images in this order, whatever order they finish in
+            self.state.setdefault("study_order", {}).setdefault(ctx.study_instance_uid, []).append(bundle.stem)
+        options = {k: self.state.get(k) for k in self.OPTION_KEYS}
+        # Formats that number their own objects plan them here, where the counters live.
+        options["planned"] = {f.name: f.plan()(decision, report, self.state)
+                              for f in self._formats if not f.final and f.planner}
+        return RenderTask(decision, report, bundle, options, tuple(f.name for f in self._formats if not f.final))
+
+    def finish(self, task: "RenderTask") -> ReportBundle:
+        """Step 3 of :meth:`emit_one`, in the emitter's process: JSON and text (they show the
+        ``outputs`` block and any renderer failure), artefact order, the study's running roll-up."""
+        decision, report, bundle = task.decision, task.report, task.bundle
+        ctx = decision.finding.context
+        for fmt in self._formats:
             if fmt.final:
-                render(decision, report, bundle, self.state)
-                continue
-            fmt = fmt.name
-            before_artefacts, before_deliveries = set(bundle.artefacts), len(bundle.deliveries)
-            try:
-                render(decision, report, bundle, self.state)
-            except Exception as exc:  # noqa: BLE001 - any library error becomes an error record
-                for suffix in set(bundle.artefacts) - before_artefacts:
-                    del bundle.artefacts[suffix]
-                del bundle.deliveries[before_deliveries:]
-                record = ErrorRecord(
-                    source=ctx.source,
-                    reason=f"report_{fmt}_failed",
-                    message=f"{type(exc).__name__}: {exc}"[:500],
-                    sop_instance_uid=ctx.sop_instance_uid,
-                    stage="report",
-                )
-                bundle.errors.append(record)
-                report.setdefault("render_errors", []).append({"format": fmt, "message": record.message})
-                # the exception text can quote DICOM values (patient data): the log names the type only
-                log.error("report %s: %s output failed (%s); see errors.jsonl", ctx.label, fmt, type(exc).__name__)
+                self._renderers[fmt.name](decision, report, bundle, self.state)
         bundle.artefacts = {
             s: bundle.artefacts[s]
             for s in sorted(bundle.artefacts, key=report_formats.suffix_rank)
@@ -475,8 +522,35 @@ class ReportEmitter:
         }
         if ctx.study_instance_uid:
             studies = self.state.setdefault("studies", {})
-            studies.setdefault(ctx.study_instance_uid, {})[bundle.stem] = report
+            per_image = studies.setdefault(ctx.study_instance_uid, {})
+            per_image[bundle.stem] = report
+            order = self.state.get("study_order", {}).get(ctx.study_instance_uid, [])
+            studies[ctx.study_instance_uid] = {s: per_image[s] for s in dict.fromkeys(order) if s in per_image}
+        if self.max_studies is not None:
+            self._forget_oldest(int(self.max_studies))
         return bundle
+
+    def _forget_oldest(self, max_studies: int) -> None:
+        """Keeps the per-run state of a long-running emitter bounded (see ``max_studies``)."""
+        for key in ("studies", "study_order"):
+            kept = self.state.get(key, {})
+            for uid in list(kept)[: max(0, len(kept) - max_studies)]:
+                del kept[uid]
+        stems = self.state.get("stems", {})
+        if len(stems) > 100 * max_studies:
+            for stem in list(stems)[: len(stems) // 2]:
+                del stems[stem]
+
+    @property
+    def renders_anywhere(self) -> bool:
+        """True when every standards format names its renderer as ``"module:function"``, so a
+        worker process can import it (a format registered with a function object renders here)."""
+        return all(isinstance(f.renderer, str) for f in self._formats if not f.final)
+
+    def emit_one(self, decision: Decision, stem: str | None = None) -> ReportBundle:
+        """The bundle of one decision: :meth:`prepare`, :func:`render_standard`, :meth:`finish`
+        (what a reporting pool does across processes, here in one)."""
+        return self.finish(render_standard(self.prepare(decision, stem), self._renderers))
 
     def study_rollups(
         self, study_uids: Iterable[str] | None = None, *, min_images: int = 2
@@ -544,7 +618,9 @@ __all__ = [
     "REPORT_SCHEMA_VERSION",
     "ReportBundle",
     "ReportEmitter",
+    "RenderTask",
     "build_report",
+    "render_standard",
     "label_display",
     "render_json",
     "render_text",

@@ -7,6 +7,14 @@ them all. Entries refer to each other by ``urn:uuid:`` full URLs, which the serv
 
 Without a patient identity there is no Patient entry and no ImagingStudy (its subject is
 mandatory in FHIR); the DiagnosticReport states the gap instead.
+
+An image handled as STAT (the emergency lane) says so in two standard ways: the DiagnosticReport
+is ``basedOn`` a ServiceRequest whose ``priority`` is ``stat`` (request-priority, the element an
+EMR reads for urgency; intent ``filler-order``: burnscope's view of the order it fulfilled), and
+the DiagnosticReport carries the security-neutral ``meta.tag`` ActPriority ``S`` (stat) — the
+only marking left where there is no patient, since a ServiceRequest needs a subject.
+DiagnosticReport itself has no priority element in R4, and a home-made extension would mean
+nothing to a receiver; both forms validate with fhir.resources' R4B models.
 """
 
 from __future__ import annotations
@@ -50,6 +58,29 @@ def _fhir_date(dicom_date: str) -> str | None:
 
 def _gender(sex: str) -> str:
     return {"M": "male", "F": "female", "O": "other"}.get((sex or "").upper(), "unknown")
+
+
+#: HL7 v3 ActPriority: the code of "stat" on a resource's meta.tag.
+ACT_PRIORITY_STAT = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority", "code": "S", "display": "stat"}
+
+
+def _is_stat(report: dict[str, Any]) -> bool:
+    return (report.get("priority") or {}).get("level") == "stat"
+
+
+def service_request_resource(report: dict[str, Any], bundle_id: str, patient_ref: dict[str, str]) -> dict[str, Any]:
+    """The STAT request a STAT report is based on (priority ``stat``)."""
+    return {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid5(uuid.UUID(bundle_id), 'stat-request')}"}],
+        "status": "completed",
+        "intent": "filler-order",
+        "priority": "stat",
+        "code": {"coding": [_coding(bc.CONCEPT_REPORT)], "text": "Burn image triage (STAT)"},
+        "subject": patient_ref,
+        "authoredOn": report["generated_at"],
+        "note": [{"text": "Handled as STAT: " + ((report.get("priority") or {}).get("reason") or "emergency lane")}],
+    }
 
 
 def _urn() -> str:
@@ -178,10 +209,13 @@ def diagnostic_report_resource(decision: Decision, report: dict[str, Any], bundl
     conclusion = f"Burn depth: {fnd['label_display']}" + (" (needs clinician review)" if fnd["abstained"] else "")
     if gaps:
         conclusion += ". Missing: " + ", ".join(gaps)
+    if _is_stat(report):
+        conclusion = "STAT (emergency lane). " + conclusion
     if decision.finding.model.demo:
         conclusion = DEMO_BANNER + ". " + conclusion
     return {
         "resourceType": "DiagnosticReport",
+        **({"meta": {"tag": [dict(ACT_PRIORITY_STAT)]}} if _is_stat(report) else {}),
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{bundle_id}"}],
         "status": "preliminary",
         "category": [
@@ -279,6 +313,10 @@ def build_bundle(
         diagnostic["subject"] = patient_ref
     if study_ref:
         diagnostic["imagingStudy"] = [study_ref]
+    if patient_ref and _is_stat(report):
+        request = service_request_resource(report, bundle_id, patient_ref)
+        diagnostic["basedOn"] = [entries.add(
+            request, f"identifier=urn:ietf:rfc:3986|{request['identifier'][0]['value']}")]
     entries.add(diagnostic, f"identifier=urn:ietf:rfc:3986|urn:uuid:{bundle_id}")
 
     bundle = {"resourceType": "Bundle", "id": bundle_id, "type": "transaction", "timestamp": when,

@@ -33,12 +33,23 @@ class ReportFormat:
     final: bool = False
     #: Its objects get identifiers planned before rendering (DICOM and FHIR objects, PDF).
     standard: bool = False
+    #: ``"module:function"`` ``(decision, report, state) -> planned`` run where the emitter's
+    #: per-run counters live, before rendering; the renderer finds the result in
+    #: ``state["planned"][name]`` (so rendering may happen in another process).
+    planner: Union[str, Callable[..., Any], None] = None
 
     def load(self) -> Renderer:
-        if callable(self.renderer):
-            return self.renderer
-        module, _, name = self.renderer.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.renderer)
+
+    def plan(self) -> Callable[..., Any]:
+        return _resolve(self.planner)
+
+
+def _resolve(target: Any) -> Any:
+    if callable(target):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 _STANDARDS = "burnscope.operators.report.standards"
@@ -52,7 +63,8 @@ FORMATS: dict[str, ReportFormat] = {
         ReportFormat("pdf_dcm", ".pdf.dcm", f"{_STANDARDS}:render_pdf_dcm", standard=True),
         ReportFormat("fhir", ".fhir.json", f"{_STANDARDS}:render_fhir", standard=True),
         # plans its own identifiers (one series per study, verified captures in another)
-        ReportFormat("sc", ".sc.dcm", "burnscope.operators.report.secondary_capture:render_sc"),
+        ReportFormat("sc", ".sc.dcm", "burnscope.operators.report.secondary_capture:render_sc",
+                     planner="burnscope.operators.report.secondary_capture:plan_sc"),
     )
 }
 #: The formats burnscope ships, in the order reports list their files.

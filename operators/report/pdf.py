@@ -119,6 +119,13 @@ def render_pdf(
         Paragraph("Burn image triage report <font size=9>(preliminary: not verified by a clinician)</font>",
                   styles["Title"])
     )
+    stat = presentation.priority_text(report)
+    if stat:
+        stat_style = ParagraphStyle("stat", parent=banner_style, fontSize=12, leading=15)
+        line = Table([[Paragraph(escape(stat), stat_style)]], colWidths=[174 * mm])
+        line.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#d35400")),
+                                  ("TOPPADDING", (0, 0), (-1, -1), 3), ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]))
+        story += [line, Spacer(1, 2 * mm)]
     story.append(
         _para(f"Generated {presentation.display_timestamp(report['generated_at'])} by burnscope "
               f"{report['generator']['version']}", small)

@@ -31,6 +31,26 @@ CHART_TEXT = {
 }
 
 
+#: Why an image was STAT, as a clinician reads it (keys: ``ImageContext.priority_reason``).
+PRIORITY_REASON_TEXT = {
+    "dimse_priority_high": "sent with DICOM priority HIGH",
+    "calling_aet": "sent by an emergency source",
+    "sidecar": "marked STAT in its case data",
+}
+
+
+def priority_text(report: dict[str, Any]) -> str | None:
+    """``"STAT - handled in the emergency lane (sent with DICOM priority HIGH)"``, or None for a
+    routine report."""
+    priority = report.get("priority") or {}
+    if priority.get("level") != "stat":
+        return None
+    reason = priority.get("reason", "")
+    why = PRIORITY_REASON_TEXT.get(reason) or (
+        f"its {reason.split(':', 1)[1]} says so" if reason.startswith("attribute:") else "")
+    return "STAT - handled in the emergency lane" + (f" ({why})" if why else "")
+
+
 def person_name(value: str) -> str:
     """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` → ``Family, Prefix Given Middle Suffix``."""
     if not value:

@@ -281,14 +281,19 @@ def build_sc(decision: Decision, report: dict[str, Any], ids: dict[str, Any], ou
     return sc
 
 
+def plan_sc(decision: Decision, report: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """Planner of format ``sc`` (runs where the emitter's instance counters are)."""
+    return sc_identifiers(decision, report, state)
+
+
 def render_sc(decision: Decision, report: dict[str, Any], bundle: Any, state: dict[str, Any]) -> None:
     """Renderer of format ``sc``: adds ``.sc.dcm`` and its DICOM delivery to ``bundle``."""
     from burnscope.operators.report.dicom import dataset_to_bytes
 
-    ids = sc_identifiers(decision, report, state)
+    ids = (state.get("planned") or {}).get("sc") or sc_identifiers(decision, report, state)
     ds = build_sc(decision, report, ids, report["outputs"])
     bundle.artefacts[SUFFIX] = dataset_to_bytes(ds)
     bundle.deliveries.append({"suffix": SUFFIX, "kind": "dicom", "key": ids["sop_instance_uid"]})
 
 
-__all__ = ["NOT_VERIFIED_TEXT", "SECONDARY_CAPTURE_IMAGE_STORAGE", "annotation_lines", "render_pixels", "render_sc"]
+__all__ = ["NOT_VERIFIED_TEXT", "SECONDARY_CAPTURE_IMAGE_STORAGE", "annotation_lines", "plan_sc", "render_pixels", "render_sc"]

@@ -13,7 +13,9 @@ one report travel together):
   (counted as ``unchanged``); existing files of a partly written bundle (a crash) are kept and
   the missing ones added;
 * any of them exists with different bytes → the whole bundle is written as a new revision
-  ``<stem>_r2<suffix>`` (then ``_r3`` ...), which sorts right after the first one.
+  ``<stem>_r2<suffix>`` (then ``_r3`` ...), which sorts right after the first one;
+* a write fails (disk full, folder read-only) → the files of the bundle this attempt wrote are
+  removed again, the bundle counts as an error and nothing of it stays in the folder.
 
 A re-run whose results differ (another model, other case data) yields a new revision rather
 than overwriting the report a clinician may already have read.
@@ -192,7 +194,9 @@ class FolderSink:
             stem = bundle.stem if revision == 1 else f"{bundle.stem}_r{revision}"
             state, missing = self._slot_state(stem, bundle.artefacts)
             if state == "different" and self._equivalent(stem, bundle):
-                state = "same"  # a re-run's report saying the same thing: keep the first
+                # a re-run's report saying the same thing: keep the first, and complete it when
+                # a crash left it partly written
+                state = "partial" if missing else "same"
             if state == "different":
                 continue
             if state == "same":
@@ -201,13 +205,24 @@ class FolderSink:
                 log.info("report %s unchanged: %s", bundle.label or bundle.stem, stem)
                 return WriteResult(stem, "unchanged", [self.out_dir / f"{stem}{s}" for s in bundle.artefacts])
             paths, lost_race = [], False
-            for suffix in missing:
-                path = self.out_dir / f"{stem}{suffix}"
-                if write_atomic(path, bundle.artefacts[suffix], overwrite=False, fsync=self.fsync):
-                    paths.append(path)
-                    self.files_written += 1
-                else:
-                    lost_race = True  # another writer took this name meanwhile
+            try:
+                for suffix in missing:
+                    path = self.out_dir / f"{stem}{suffix}"
+                    if write_atomic(path, bundle.artefacts[suffix], overwrite=False, fsync=self.fsync):
+                        paths.append(path)
+                        self.files_written += 1
+                    else:
+                        lost_race = True  # another writer took this name meanwhile
+            except OSError:
+                # disk full, folder read-only: take back what this attempt wrote, so the folder
+                # never holds part of a report
+                for path in paths:
+                    try:
+                        path.unlink()
+                        self.files_written -= 1
+                    except OSError:
+                        pass
+                raise
             if lost_race and self._slot_state(stem, bundle.artefacts)[0] == "different":
                 continue
             self.written += 1

@@ -46,11 +46,13 @@ ACCEPTS = {"cstore": "dicom", "stowrs": "dicom", "fhir": "fhir"}
 
 
 class TransientError(Exception):
-    """The destination could not take the object now (unreachable, busy, 5xx): retry later."""
+    """The destination could not take the object now (unreachable, slow, busy, 5xx, 429): retry
+    later; ``retry_after_s`` when the server said how long to wait (``Retry-After``)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class PermanentError(Exception):
@@ -223,14 +225,20 @@ def _issue_codes(response: Any) -> str:
 def _http_error(exc: Exception, what: str) -> Exception:
     import requests
 
+    from burnscope.operators.sinks.retry_after import retry_after_of
+
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         code = exc.response.status_code
         if code in (401, 403):  # credentials may be fixed or rotated on either side: retried, then failed
             return TransientError(f"{what}: HTTP {code} (authentication failed: check the destination's credentials)",
                                   status=code)
         if code in (408, 425, 429) or code >= 500:
-            return TransientError(f"{what}: HTTP {code}", status=code)
+            wait = retry_after_of(exc.response)
+            after = f", retry after {wait:.0f} s" if wait is not None else ""
+            return TransientError(f"{what}: HTTP {code}{after}", status=code, retry_after_s=wait)
         return PermanentError(f"{what}: HTTP {code}{_issue_codes(exc.response)}", status=code)
+    if isinstance(exc, requests.Timeout):
+        return TransientError(f"{what}: no answer within the timeout ({type(exc).__name__})")
     return TransientError(f"{what}: {describe_request_failure(exc)}")
 
 
@@ -247,7 +255,7 @@ class StowRsTransport:
 
         self.url = url
         self.session = http_session(url, tls, auth, timeout_s)
-        self.client = DICOMwebClient(url=url, session=self.session)
+        self.client = DICOMwebClient(url=url, session=self.session, timeout=timeout_s)
         # Retries belong to the outbox (durable, with backoff); the client's own would block.
         self.client.set_http_retry_params(retry=False)
         self.timeout_s = timeout_s
@@ -427,7 +435,7 @@ class DeliveryService:
                 try:
                     status = transport.send(d.payload)
                 except TransientError as exc:
-                    state, delay = self.outbox.mark_retry(d.id, str(exc), exc.status)
+                    state, delay = self.outbox.mark_retry(d.id, str(exc), exc.status, min_delay_s=exc.retry_after_s)
                     if state == FAILED:
                         self.failed += 1
                     self.audit.write(

@@ -19,6 +19,9 @@ environment variable), never hold them; stored errors pass through
 :func:`~burnscope.common.credentials.redact`. The database holds report payloads (patient data):
 it is created readable by its owner only (0600; SQLite gives its ``-wal``/``-shm`` files the
 same mode) in a folder created 0700.
+
+A database that another process holds locked, or that is not a readable SQLite file, raises
+:class:`OutboxError` with one line saying so; the file is never reset or recreated.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 from burnscope.common.credentials import redact
 from burnscope.common.private_files import make_private, private_dirs
+from burnscope.common.storage import describe_sqlite_error
 
 PENDING, DELIVERING, DELIVERED, FAILED = "pending", "delivering", "delivered", "failed"
 STATUSES = (PENDING, DELIVERING, DELIVERED, FAILED)
@@ -99,8 +103,13 @@ class Backoff:
         return raw * (1.0 - self.jitter * r)
 
 
+class OutboxError(RuntimeError):
+    """The outbox database cannot be used (locked by another process, corrupt, unwritable)."""
+
+
 class Outbox:
-    """The outbox database. Safe to share between threads; several processes may open it."""
+    """The outbox database. Safe to share between threads; several processes may open it
+    (each waits up to ``busy_timeout_s`` for another's write lock)."""
 
     def __init__(
         self,
@@ -109,35 +118,52 @@ class Outbox:
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
         clock=time.time,
+        busy_timeout_s: float = 30.0,
     ) -> None:
         self.path = Path(path)
-        private_dirs(self.path.parent)
-        if not self.path.exists():
-            self.path.touch(mode=0o600)
-        make_private(self.path)
         self.backoff = backoff or Backoff()
         #: Transient failures after which a delivery is given up (None: keep retrying).
         self.max_attempts = max_attempts
         self.clock = clock
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed enqueue survives power loss
-        self._db.executescript(_SCHEMA)
-        make_private(f"{self.path}-wal", f"{self.path}-shm")  # SQLite copies the database's mode; older ones
+        try:
+            private_dirs(self.path.parent)
+            if not self.path.exists():
+                self.path.touch(mode=0o600)
+            make_private(self.path)
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed enqueue survives power loss
+            self._db.executescript(_SCHEMA)
+            make_private(f"{self.path}-wal", f"{self.path}-shm")  # SQLite copies the database's mode; older ones
+        except (sqlite3.Error, OSError) as exc:
+            raise OutboxError(describe_sqlite_error(exc, self.path, "outbox")) from None
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise OutboxError(describe_sqlite_error(exc, self.path, "outbox")) from None
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise OutboxError(describe_sqlite_error(exc, self.path, "outbox")) from None
+
+    def check_writable(self) -> None:
+        """Raise :class:`OutboxError` unless a write transaction can start (within the busy timeout)."""
+        with self._tx():
+            pass
 
     def close(self) -> None:
         with self._lock:
@@ -215,8 +241,14 @@ class Outbox:
                 (now, now, status_code, delivery_id),
             )
 
-    def mark_retry(self, delivery_id: int, error: str, status_code: int | None = None) -> tuple[str, float]:
-        """A transient failure: schedule the next attempt; returns (new status, delay in seconds)."""
+    def mark_retry(
+        self, delivery_id: int, error: str, status_code: int | None = None, *, min_delay_s: float | None = None
+    ) -> tuple[str, float]:
+        """A transient failure: schedule the next attempt; returns (new status, delay in seconds).
+
+        ``min_delay_s``: the server asked for at least this long (HTTP ``Retry-After``); the
+        next attempt waits for the longer of that and the backoff.
+        """
         now, error = self.clock(), redact(error)
         with self._tx() as db:
             row = db.execute("SELECT attempts FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
@@ -229,6 +261,8 @@ class Outbox:
                 )
                 return FAILED, 0.0
             delay = self.backoff.delay(attempts)
+            if min_delay_s is not None:
+                delay = max(delay, float(min_delay_s))
             db.execute(
                 "UPDATE deliveries SET status='pending', next_attempt_at=?, last_error=?, last_status=?,"
                 " updated_at=? WHERE id=?",

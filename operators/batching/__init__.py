@@ -1,0 +1,1 @@
+"""Dynamic batching in front of the image tower (:mod:`.core`, Holoscan wrappers in :mod:`.operator`)."""
