@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -192,6 +193,7 @@ def summarise_distributed(app: DistributedTriageApp, wall_s: float, lost: dict |
 
 
 def _reporting_summary(app: DistributedTriageApp, wall_s: float) -> dict[str, Any]:
+    """The keys of a single-process summary, from the reporting fragment's ledger and sinks."""
     stats = app.stats
     eos = stats.eos.get(INGEST)
     counters = dict(eos.counters) if eos is not None else {}
@@ -199,7 +201,8 @@ def _reporting_summary(app: DistributedTriageApp, wall_s: float) -> dict[str, An
     if source is not None:  # ingest here too: its own counters, also when cut short
         counters = {"files": getattr(source, "files_total", source.files_done),
                     "skipped_by_selection": getattr(source, "files_skipped", 0),
-                    "images": source.images_emitted, "errors": source.errors_emitted}
+                    "images": source.images_emitted, "errors": source.errors_emitted,
+                    "files_not_started": getattr(source, "files_not_started", 0)}
     reports = app.ops.get("emr_integration")
     findings, errors = app.tallies.get("findings"), app.tallies.get("errors")
     info = stats.model
@@ -215,27 +218,45 @@ def _reporting_summary(app: DistributedTriageApp, wall_s: float) -> dict[str, An
                    "precision": info.precision, "device": info.device} if info is not None else None),
         "output_dir": str(app.output_dir) if app.output_dir else None,
     }
-    summary["accounting"] = app.accounting()
+    network = app.ops.get("pacs_emr_delivery")
+    if network is not None:
+        summary["delivery"] = {"enqueued": network.enqueued, "delivered": network.delivered, "failed": network.failed,
+                               "pending": network.pending, "not_queued": network.not_queued}
+    stop = app.stop_request
+    summary["accounting"] = app.ledger.accounting(interrupted=bool(stop))
+    join = app.ops.get("reporting_join")
+    sent = max([stats.sent_batches(INGEST)] + ([eos.batches] if eos is not None else []))
+    joined = join.joined if join is not None else 0
+    if sent > joined:  # batches ingest sent that never reached the ledger here (another host's images)
+        summary["accounting"]["batches_not_received"] = sent - joined
+    summary["run"] = {
+        "outcome": app.monitor.outcome or "ended_by_scheduler",
+        "signal": signal.Signals(stop.signum).name if stop.signum else None,
+        "files_not_started": counters.get("files_not_started", 0),
+    }
+    if app.journal is not None:
+        summary["journal"] = {"path": str(app.journal.path), "failures": app.journal_failures}
     if info is not None and info.demo:
         summary["warning"] = DEMO_BANNER
     return summary
 
 
 def _exit(summary: dict[str, Any], complete: bool, lost: dict | None, error: BaseException | None) -> tuple[int, str]:
+    """The exit status of this process: :func:`~.runner.exit_code`'s table, and 3 when a link was lost."""
+    from .runner import EXIT_LOST, exit_code
+
     acc = summary.get("accounting") or {}
-    missing = acc.get("not_reported") or []
+    missing = int(acc.get("lost") or 0) + int(acc.get("pending") or 0)
+    unseen = int(acc.get("batches_not_received") or 0)
+    tail = f"{missing} image(s) not reported" + (f", {unseen} batch(es) never received" if unseen else "")
     if lost is not None:
-        return EXIT_LINK_LOST, (f"link to '{lost['fragment']}' lost ({lost['why']}); "
-                                f"{len(missing)} image(s) not reported")
+        return EXIT_LOST, f"link to '{lost['fragment']}' lost ({lost['why']}); {tail}"
     if error is not None:
         return 1, f"a fragment stopped on an error ({type(error).__name__})"
     if not complete:
-        return EXIT_LINK_LOST, "the fragments ended without the end of stream" + (
-            f"; {len(missing)} image(s) not reported" if missing else "")
-    if missing:
-        return EXIT_LINK_LOST, f"{len(missing)} image(s) not reported"
-    if "reports" in summary and not summary["reports"]:
-        return 1, "no image could be processed"
+        return EXIT_LOST, f"the fragments ended without the end of stream; {tail}"
+    if "accounting" in summary:
+        return exit_code(summary)
     return 0, "ok"
 
 

@@ -37,14 +37,18 @@ from holoscan.conditions import PeriodicCondition
 from holoscan.core import Application, Fragment
 from holoscan.schedulers import EventBasedScheduler
 
+from burnscope.common.link import AcceptedFile
 from burnscope.operators.burn_severity.operator import BurnSeverityOp
 from burnscope.operators.decision_support.operator import DecisionSupportOp
+from burnscope.operators.flow.ledger import RunLedger
+from burnscope.operators.flow.monitor import RunMonitor, StopRequest
+from burnscope.operators.flow.operator import RunMonitorOp
 from burnscope.operators.inference.operator import InferenceOp
 from burnscope.operators.report.core import ReportEmitter
 from burnscope.operators.report.operator import ReportEmitterOp
 from burnscope.operators.sinks.operator import ErrorSinkOp, FolderSinkOp, NetworkSinkOp
 
-from .app import BurnTriageApp, finding_label
+from .app import BurnTriageApp, finding_label, open_journal
 from .counting_sink import CountingSinkOp
 from .link_ops import (
     FRAGMENTS,
@@ -132,6 +136,46 @@ class DistributedOptions:
         return out
 
 
+class SourceLedger:
+    """What the ingest fragment's source reports to (it calls ``accept``, ``tick``, ``finish``
+    as on a :class:`~burnscope.operators.flow.ledger.RunLedger`).
+
+    Ticks and the end are counted here: the ingest control operator sends the end of stream
+    once the source has finished and every tick has crossed. Accepted files go to the run's
+    ledger: straight, when ``reporting`` runs in this process (so a lost link lists the very
+    images in flight), else with the next intake message (:meth:`take_accepted`).
+    """
+
+    def __init__(self, ledger: RunLedger | None = None) -> None:
+        import threading
+
+        self.ledger = ledger
+        self.ticks = 0
+        self.finished = False
+        self._queue: list[AcceptedFile] = []
+        self._lock = threading.Lock()
+
+    def accept(self, result: Any) -> None:
+        if self.ledger is not None:
+            self.ledger.accept(result)
+            return
+        with self._lock:
+            self._queue.append(AcceptedFile.of(result))
+
+    def tick(self) -> None:
+        with self._lock:
+            self.ticks += 1
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished = True
+
+    def take_accepted(self) -> list[AcceptedFile]:
+        with self._lock:
+            out, self._queue = self._queue, []
+            return out
+
+
 def _fragment_scheduler(fragment: Fragment, settings: dict[str, Any]) -> None:
     timeout_ms = int(os.environ.get("HOLOSCAN_STOP_ON_DEADLOCK_TIMEOUT", ENVIRONMENT_DEFAULTS["HOLOSCAN_STOP_ON_DEADLOCK_TIMEOUT"]))
     threads = max(2, int(settings["scheduler"].get("worker_threads", 2)))  # the control operator ticks beside work
@@ -155,11 +199,10 @@ class IngestFragment(Fragment):
         self.input_path = app.input_path
         self.output_dir = app.output_dir
         self.on_progress = app.on_progress
-        for attr in ("ledger", "stop_request", "journal"):
-            if hasattr(app, attr):
-                setattr(self, attr, getattr(app, attr))
+        self.ledger = app.source_ledger  # what BurnTriageApp._source hands the source
+        self.stop_request = app.stop_request
+        self.journal = app.journal
         self.source: Any = None
-        self.source_finished = False
 
     def compose(self) -> None:
         from burnscope.engines.model import load_model_config
@@ -171,31 +214,22 @@ class IngestFragment(Fragment):
         pacing = [PeriodicCondition(self, recess_period=int(period_ms * 1e6), name="pacing")] if period_ms > 0 else []
         source = BurnTriageApp._source(self, pacing)
         self.source = source
-        stop = source.stop_execution
-
-        def stop_and_mark() -> None:  # the source ends itself after its last tick
-            self.source_finished = True
-            stop()
-
-        source.stop_execution = stop_and_mark
         cfg = load_model_config(s["inference"]["model_config"])
         # crops and thumbnails on the host: they cross the link from there
         preprocessor = Preprocessor.from_config(cfg.get("preprocess_cfg", {}), device="cpu")
         link_op = IngestLinkOp(self, name="ingest_link", preprocessor=preprocessor,
-                               keep_thumbnails=bool(s["preprocess"]["keep_thumbnails"]), stats=owner.stats)
+                               keep_thumbnails=bool(s["preprocess"]["keep_thumbnails"]), stats=owner.stats,
+                               accepted=owner.source_ledger.take_accepted)
         control = IngestControlOp(self, name="ingest_control", link_op=link_op, source_done=self._source_done,
-                                  counters=self._counters, stats=owner.stats, **_link_settings(s))
+                                  counters=self._counters, stats=owner.stats, accepted=owner.source_ledger.take_accepted,
+                                  **_link_settings(s))
         self.add_flow(source, link_op, {("images", "images"), ("errors", "errors")})
         self.add_operator(control)
         owner.ops.update({source.name: source, link_op.name: link_op, control.name: control})
         owner.source_root = BurnTriageApp._source_root(self, source)
 
     def _source_done(self) -> tuple[bool, int]:
-        source = self.source
-        ledger = getattr(self, "ledger", None)
-        if ledger is not None and hasattr(ledger, "ticks"):
-            return bool(ledger.finished), int(ledger.ticks)
-        return self.source_finished, int(getattr(source, "batches_emitted", 0))
+        return self.ledger.finished, self.ledger.ticks
 
     def _counters(self) -> dict[str, Any]:
         src = self.source
@@ -204,6 +238,7 @@ class IngestFragment(Fragment):
             "skipped_by_selection": int(getattr(src, "files_skipped", 0)),
             "images": int(src.images_emitted),
             "errors": int(src.errors_emitted),
+            "files_not_started": int(getattr(src, "files_not_started", 0)),
         }
 
 
@@ -257,10 +292,11 @@ class ReportingFragment(Fragment):
                                   date_format=s["report"]["date_format"]),
             study_rollup=bool(s["report"].get("study_rollup", False)),
         )
-        findings_tally = CountingSinkOp(self, name="findings_tally", port="reports", key=finding_label)
-        errors_tally = CountingSinkOp(self, name="errors_tally", port="errors", key=lambda e: e.reason)
-        reports_sink = FolderSinkOp(self, name="emr_integration", out_dir=owner.output_dir)
-        errors_sink = ErrorSinkOp(self, name="error_records", out_dir=owner.output_dir)
+        ledger = owner.ledger
+        findings_tally = CountingSinkOp(self, name="findings_tally", port="reports", key=finding_label, ledger=ledger)
+        errors_tally = CountingSinkOp(self, name="errors_tally", port="errors", key=lambda e: e.reason, ledger=ledger)
+        reports_sink = FolderSinkOp(self, name="emr_integration", out_dir=owner.output_dir, ledger=ledger)
+        errors_sink = ErrorSinkOp(self, name="error_records", out_dir=owner.output_dir, ledger=ledger)
         self.add_flow(join, decision, {("findings", "findings")})
         self.add_flow(join, errors_sink, {("errors", "errors")})
         self.add_flow(join, errors_tally, {("errors", "errors")})
@@ -272,21 +308,19 @@ class ReportingFragment(Fragment):
             network = NetworkSinkOp(
                 self, name="pacs_emr_delivery", outbox_path=delivery.get("outbox") or owner.output_dir / "outbox.sqlite",
                 destinations=delivery["destinations"], echo=bool(delivery.get("echo", True)),
-                drain_timeout_s=float(delivery.get("drain_timeout_s", 30)),
+                drain_timeout_s=float(delivery.get("drain_timeout_s", 30)), ledger=ledger,
             )
             self.add_flow(emitter, network, {("reports", "reports")})
             owner.ops[network.name] = network
-
-        def drained() -> bool:
-            n = join.joined
-            return findings_tally.messages >= n and errors_tally.messages >= n
-
+        # ends this fragment once the ledger has drained (as in the single-fragment graph)
+        monitor = RunMonitorOp(self, name="run_monitor", monitor=owner.monitor,
+                               period_s=float((s.get("run") or {}).get("monitor_period_s", 0.05)))
+        self.add_operator(monitor)
         control = ReportingControlOp(self, name="reporting_control", join=join, stats=owner.stats,
-                                     on_end=owner.on_end, drained=drained,
-                                     period_s=0.1)
+                                     on_end=owner.on_end, period_s=0.1)
         self.add_operator(control)
         owner.tallies = {"findings": findings_tally, "errors": errors_tally}
-        owner.ops.update({op.name: op for op in (join, decision, emitter, reports_sink, errors_sink, control)})
+        owner.ops.update({op.name: op for op in (join, decision, emitter, reports_sink, errors_sink, control, monitor)})
 
 
 class DistributedTriageApp(Application):
@@ -310,6 +344,7 @@ class DistributedTriageApp(Application):
         model: str | None = None,
         components: Any = None,
         on_progress: Callable[..., None] | None = None,
+        stop: StopRequest | None = None,
     ) -> None:
         super().__init__(options.argv())
         self.settings = settings
@@ -326,17 +361,36 @@ class DistributedTriageApp(Application):
         self.source_root: Path | None = None
         self.local = options.local_fragments()
         self.ended = False
+        self.stop_request = stop if stop is not None else StopRequest()
+        here = set(self.local)
+        # the intake journal is marked as reports settle: only where both ends run
+        self.journal = open_journal(settings, self.output_dir) if {INGEST, REPORTING} <= here else None
+        self.journal_failures = 0
+        delivery = settings.get("delivery") or {}
+        # The run's ledger lives with the reporting fragment (its sinks settle there).
+        self.ledger = RunLedger(deliveries=self.output_dir is not None and bool(delivery.get("destinations")),
+                                on_file_done=self._file_done)
+        run = settings.get("run") or {}
+        self.monitor = RunMonitor(self.ledger, self.stop_request, grace_s=float(run.get("grace_s", 30.0)),
+                                  stall_timeout_s=run.get("stall_timeout_s", 600.0))
+        self.source_ledger = SourceLedger(self.ledger if REPORTING in here else None)
 
-    # hooks for the run's accounting (see runner integration)
+    def _file_done(self, path: str, outcome: str) -> None:
+        BurnTriageApp._file_done(self, path, outcome)
+
+    # the reporting fragment's hooks into the ledger
     def on_batch(self, intake: Any) -> None:
-        pass
+        """A batch was joined: files accepted on another host are accepted here; one tick."""
+        for accepted in intake.accepted:
+            self.ledger.accept(accepted)
+        self.ledger.tick()
 
-    def on_end(self) -> None:
+    def on_end(self, eos: Any) -> None:
+        """Ingest's end of stream has come and every batch was joined: the source has finished."""
+        for accepted in eos.accepted:
+            self.ledger.accept(accepted)
+        self.ledger.finish()
         self.ended = True
-
-    def accounting(self) -> dict[str, Any]:
-        """The ``accounting`` block of the summary (the run's ledger)."""
-        return {}
 
     def compose(self) -> None:
         ingest = IngestFragment(self, INGEST)

@@ -44,6 +44,7 @@ class LinkStats:
         self.links: dict[str, dict[str, int]] = {}
         self.heard: dict[str, float] = {}
         self.eos: dict[str, link.LinkControl] = {}
+        self.batches: dict[str, int] = {}
         self.model = None
         self.started_at = clock()
 
@@ -57,8 +58,14 @@ class LinkStats:
     def hear(self, message: link.LinkControl) -> None:
         with self._lock:
             self.heard[message.fragment] = self.clock()
+            self.batches[message.fragment] = max(self.batches.get(message.fragment, 0), int(message.batches))
             if message.end_of_stream:
                 self.eos[message.fragment] = message
+
+    def sent_batches(self, fragment: str) -> int:
+        """The most batches ``fragment`` said (in a heartbeat) it had sent."""
+        with self._lock:
+            return self.batches.get(fragment, 0)
 
     def last_heard(self, fragment: str) -> float | None:
         with self._lock:
@@ -98,13 +105,16 @@ class IngestLinkOp(Operator):
         intake: :class:`~burnscope.common.link.LinkIntake` → reporting.
         thumbs: tensor map (:func:`~burnscope.common.link.thumbs_tensormap`) → reporting.
 
-    Ticks with neither images nor errors are not sent (a watched folder's idle polls). After
-    ``run()``: ``ticks`` (source messages received), ``batches`` (sent).
+    Ticks with neither images nor errors are not sent (a watched folder's idle polls). Parameter
+    ``accepted``: ``() -> list[AcceptedFile]``, the files accepted since the last batch (sent with
+    it when the run's ledger is on another host). After ``run()``: ``ticks`` (source messages
+    received), ``batches`` (sent).
     """
 
     def __init__(self, fragment: Any, *args: Any, preprocessor: Any, keep_thumbnails: bool, stats: LinkStats,
-                 **kwargs: Any) -> None:
+                 accepted: Callable[[], list] | None = None, **kwargs: Any) -> None:
         self.preprocessor = preprocessor
+        self.accepted = accepted
         self.keep_thumbnails = keep_thumbnails
         self.stats = stats
         self.ticks = 0
@@ -128,7 +138,8 @@ class IngestLinkOp(Operator):
             batch = self.batches
             pixels = [r.pixels for r in records]
             crops = link.crops_tensormap(batch, crop_batch(self.preprocessor, pixels), self.preprocessor.image_size)
-            intake = link.LinkIntake(batch=batch, contexts=[r.context for r in records], errors=errors)
+            intake = link.LinkIntake(batch=batch, contexts=[r.context for r in records], errors=errors,
+                                     accepted=self.accepted() if self.accepted is not None else [])
             intake_bytes = link.check_pickled(intake, "ingest → reporting")
             thumbs = link.thumbs_tensormap(batch, self.preprocessor.thumbnails(pixels) if self.keep_thumbnails else None)
             op_output.emit(crops, "crops")
@@ -158,7 +169,8 @@ class IngestControlOp(Operator):
 
     def __init__(self, fragment: Any, *args: Any, link_op: IngestLinkOp, source_done: Callable[[], tuple[bool, int]],
                  counters: Callable[[], dict[str, Any]], stats: LinkStats, heartbeat_s: float = 0.5,
-                 **kwargs: Any) -> None:
+                 accepted: Callable[[], list] | None = None, **kwargs: Any) -> None:
+        self.accepted = accepted
         self.link_op, self.source_done, self.counters, self.stats = link_op, source_done, counters, stats
         self.heartbeat_s = float(heartbeat_s)
         self.seq = 0
@@ -170,7 +182,10 @@ class IngestControlOp(Operator):
 
     def _send(self, op_output: Any, kind: str) -> None:
         self.seq += 1
-        msg = link.LinkControl(INGEST, kind, self.seq, self.link_op.batches, self.counters() if kind == link.END_OF_STREAM else {})
+        msg = link.LinkControl(INGEST, kind, self.seq, self.link_op.batches)
+        if kind == link.END_OF_STREAM:
+            msg.counters = self.counters()
+            msg.accepted = self.accepted() if self.accepted is not None else []
         size = link.check_pickled(msg, "ingest control")
         op_output.emit(msg, "control")
         self.stats.sent("ingest→(inference,reporting) control", size)
@@ -368,18 +383,16 @@ class ReportingControlOp(Operator):
 
     Parameters:
         join: the fragment's :class:`ReportingJoinOp`.
-        on_end: ``()`` once ingest's end of stream has come and every batch has been joined
+        on_end: ``(eos)`` once ingest's end of stream has come and every batch has been joined
             (the run's ledger is told that the source has finished).
-        drained: ``() -> bool``: every sink has processed every joined batch; the fragment then
-            stops itself. None: another operator ends the fragment (the run monitor).
+
+    The fragment is ended by its run monitor once the ledger has drained.
     """
 
     def __init__(self, fragment: Any, *args: Any, join: ReportingJoinOp, stats: LinkStats,
-                 on_end: Callable[[], None] | None = None, drained: Callable[[], bool] | None = None,
-                 period_s: float = 0.1, **kwargs: Any) -> None:
-        self.join, self.stats, self.on_end, self.drained = join, stats, on_end, drained
+                 on_end: Callable[[Any], None] | None = None, period_s: float = 0.1, **kwargs: Any) -> None:
+        self.join, self.stats, self.on_end = join, stats, on_end
         self.ended = False
-        self.stopped = False
         super().__init__(fragment, _periodic(fragment, period_s, "reporting_control_period"), *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -396,10 +409,7 @@ class ReportingControlOp(Operator):
             self.ended = True
             log.info("reporting: every batch joined (%d)", self.join.joined)
             if self.on_end is not None:
-                self.on_end()
-        if self.ended and not self.stopped and self.drained is not None and self.drained():
-            self.stopped = True
-            self.fragment.stop_execution()
+                self.on_end(eos)
 
 
 __all__ = [

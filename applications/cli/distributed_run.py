@@ -31,6 +31,10 @@ def run_distributed_cli(settings: dict[str, Any], input_path: Optional[Path], ou
                   highlight=False)
     summary = run_distributed(settings, input_path, output_dir, options, model=model, summary_path=summary_path)
     _print(summary)
+    if "accounting" in summary:
+        from .cmd_core import _print_problems
+
+        _print_problems(summary)
     code, reason = summary["exit"]["code"], summary["exit"]["reason"]
     if code:
         err_console.print(f"[bold]exit {code}[/bold]: {reason}", highlight=False)
@@ -46,7 +50,8 @@ def _print(summary: dict[str, Any]) -> None:
         console.print(
             f"files {summary['files']} · images {summary['images']} · reports {summary['reports']} · "
             f"errors {summary['errors']} · findings {json.dumps(summary['findings'])}"
-            + (f" · not reported {len(acc.get('not_reported') or [])}" if acc.get("not_reported") else ""),
+            + (f" · lost {acc['lost']}" if acc.get("lost") else "")
+            + (f" · pending {acc['pending']}" if acc.get("pending") else ""),
             highlight=False,
         )
     links = summary["distributed"]["links"]
