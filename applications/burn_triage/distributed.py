@@ -97,12 +97,16 @@ def run_distributed(
     on_progress: Callable[..., None] | None = None,
     summary_path: str | os.PathLike | None = None,
     exit_on_lost: bool = True,
+    handle_signals: bool = False,
 ) -> dict[str, Any]:
     """Run this process's fragments; return its summary (see :func:`summarise_distributed`).
 
     ``summary_path``: where the reporting process writes ``summary.json`` also when the run is
     cut short by the watchdog (which then ends the process with :data:`EXIT_LINK_LOST` unless
     ``exit_on_lost`` is False, for tests: the summary is then returned once ``run()`` ends).
+    ``handle_signals`` (main thread only): in the process that runs ``reporting``, SIGINT/SIGTERM
+    ask for a graceful stop as in a single-process run (the source here stops taking input, what
+    is in flight drains for ``run.grace_s``); elsewhere Holoscan's own handler stops at once.
     """
     options.validate()
     apply_environment_defaults()
@@ -128,7 +132,12 @@ def run_distributed(
     watchdog.start()
     error: BaseException | None = None
     try:
-        app.run()
+        if handle_signals and REPORTING in app.local and threading.current_thread() is threading.main_thread():
+            from .runner import _run_with_signals
+
+            _run_with_signals(app)
+        else:
+            app.run()
     except Exception as exc:  # an operator of a local fragment raised
         error = exc
         log.error("the graph stopped on an error: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
@@ -234,6 +243,8 @@ def _reporting_summary(app: DistributedTriageApp, wall_s: float) -> dict[str, An
         "signal": signal.Signals(stop.signum).name if stop.signum else None,
         "files_not_started": counters.get("files_not_started", 0),
     }
+    if app.hung:
+        summary["run"]["hung"] = True
     if app.journal is not None:
         summary["journal"] = {"path": str(app.journal.path), "failures": app.journal_failures}
     if info is not None and info.demo:

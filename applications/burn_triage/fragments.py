@@ -362,6 +362,7 @@ class DistributedTriageApp(Application):
         self.local = options.local_fragments()
         self.ended = False
         self.stop_request = stop if stop is not None else StopRequest()
+        self.hung = False  # set when a forced stop gave up waiting for the graph (runner._run_with_signals)
         here = set(self.local)
         # the intake journal is marked as reports settle: only where both ends run
         self.journal = open_journal(settings, self.output_dir) if {INGEST, REPORTING} <= here else None

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
 from holoscan.conditions import PeriodicCondition
-from holoscan.core import ConditionType, Operator, OperatorSpec
+from holoscan.core import ConditionType, IOSpec, Operator, OperatorSpec
 
 from burnscope.common import link
 from burnscope.common.messages import Finding, ImageBatch, ImageContext
@@ -45,6 +45,7 @@ class LinkStats:
         self.heard: dict[str, float] = {}
         self.eos: dict[str, link.LinkControl] = {}
         self.batches: dict[str, int] = {}
+        self.remote_links: dict[str, dict[str, dict[str, int]]] = {}
         self.model = None
         self.started_at = clock()
 
@@ -59,6 +60,8 @@ class LinkStats:
         with self._lock:
             self.heard[message.fragment] = self.clock()
             self.batches[message.fragment] = max(self.batches.get(message.fragment, 0), int(message.batches))
+            if message.counters.get("links"):
+                self.remote_links[message.fragment] = dict(message.counters["links"])
             if message.end_of_stream:
                 self.eos[message.fragment] = message
 
@@ -71,11 +74,21 @@ class LinkStats:
         with self._lock:
             return self.heard.get(fragment)
 
-    def table(self) -> dict[str, dict[str, Any]]:
-        """Per link: messages, payload bytes, images, bytes per image."""
+    def own_links(self, prefix: str) -> dict[str, dict[str, int]]:
+        """This process's counts of the links whose name starts with ``prefix`` (sent to the others)."""
         with self._lock:
+            return {name: dict(row) for name, row in self.links.items() if name.startswith(prefix)}
+
+    def table(self) -> dict[str, dict[str, Any]]:
+        """Per link: messages, payload bytes, images, bytes per image (links sent from other
+        processes as their last heartbeat or end of stream reported them)."""
+        with self._lock:
+            rows = {}
+            for remote in self.remote_links.values():
+                rows.update(remote)
+            rows.update(self.links)
             out = {}
-            for name, row in sorted(self.links.items()):
+            for name, row in sorted(rows.items()):
                 row = dict(row)
                 if row["images"]:
                     row["payload_bytes_per_image"] = round(row["payload_bytes"] / row["images"], 1)
@@ -88,8 +101,11 @@ def _periodic(fragment: Any, period_s: float, name: str) -> PeriodicCondition:
 
 
 def _optional_input(spec: OperatorSpec, name: str) -> None:
-    """An input that never blocks ``compute`` (read with ``receive``; None when nothing came)."""
-    spec.input(name).condition(ConditionType.NONE)
+    """A control input that never blocks ``compute`` (``receive`` gives None when nothing came)
+    and never refuses a message: when a heartbeat arrives before the last one was read, the
+    older is dropped (Holoscan's default policy faults the receiver, which stalls the link).
+    An end of stream is always the sender's last message, so it is never dropped."""
+    spec.input(name, policy=IOSpec.QueuePolicy.POP).condition(ConditionType.NONE)
 
 
 # ---------------------------------------------------------------------------------- ingest
@@ -182,9 +198,10 @@ class IngestControlOp(Operator):
 
     def _send(self, op_output: Any, kind: str) -> None:
         self.seq += 1
-        msg = link.LinkControl(INGEST, kind, self.seq, self.link_op.batches)
+        msg = link.LinkControl(INGEST, kind, self.seq, self.link_op.batches,
+                               {"links": self.stats.own_links(INGEST)})
         if kind == link.END_OF_STREAM:
-            msg.counters = self.counters()
+            msg.counters.update(self.counters())
             msg.accepted = self.accepted() if self.accepted is not None else []
         size = link.check_pickled(msg, "ingest control")
         op_output.emit(msg, "control")
@@ -289,7 +306,8 @@ class InferenceControlOp(Operator):
 
     def _send(self, op_output: Any, kind: str) -> None:
         self.seq += 1
-        msg = link.LinkControl(INFERENCE, kind, self.seq, self.findings_op.forwarded)
+        msg = link.LinkControl(INFERENCE, kind, self.seq, self.findings_op.forwarded,
+                               {"links": self.stats.own_links(INFERENCE)})
         size = link.check_pickled(msg, "inference control")
         op_output.emit(msg, "control")
         self.stats.sent("inference→reporting control", size)

@@ -29,7 +29,8 @@ def run_distributed_cli(settings: dict[str, Any], input_path: Optional[Path], ou
                   + (f" · driver {options.address or 'default address'}" if options.driver else "")
                   + (f" · worker of {options.address}" if options.worker and not options.driver else ""),
                   highlight=False)
-    summary = run_distributed(settings, input_path, output_dir, options, model=model, summary_path=summary_path)
+    summary = run_distributed(settings, input_path, output_dir, options, model=model, summary_path=summary_path,
+                              handle_signals=True)
     _print(summary)
     if "accounting" in summary:
         from .cmd_core import _print_problems
@@ -38,6 +39,13 @@ def run_distributed_cli(settings: dict[str, Any], input_path: Optional[Path], ou
     code, reason = summary["exit"]["code"], summary["exit"]["reason"]
     if code:
         err_console.print(f"[bold]exit {code}[/bold]: {reason}", highlight=False)
+        if (summary.get("run") or {}).get("hung"):
+            import os
+            import sys
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         raise typer.Exit(code)
 
 
