@@ -110,9 +110,17 @@ def _header(batch: int, n: int) -> np.ndarray:
     return np.asarray([int(batch), int(n)], dtype=np.int64)
 
 
+def _host(array: Any) -> np.ndarray:
+    if hasattr(array, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy.asnumpy(cupy.asarray(array))
+    return np.asarray(array)
+
+
 def read_header(tensors: dict[str, Any]) -> tuple[int, int]:
     """``(batch, n)`` of a tensor map made by :func:`crops_tensormap` or :func:`thumbs_tensormap`."""
-    header = np.asarray(tensors["header"]).reshape(-1)
+    header = _host(tensors["header"]).reshape(-1)
     return int(header[0]), int(header[1])
 
 
@@ -120,11 +128,19 @@ def crops_tensormap(batch: int, crops: Any, size: int) -> dict[str, Any]:
     """The ingest → inference message: uint8 N×S×S×3 crops (NumPy or CuPy) of batch ``batch``.
 
     An empty batch sends one zero crop with ``n = 0`` (a zero-sized tensor is not sent reliably).
+    Device crops (CuPy) get a device header: one port must not mix host and device tensors.
     """
     n = int(crops.shape[0]) if crops is not None else 0
+    header = _header(batch, n)
+    if hasattr(crops, "__cuda_array_interface__"):
+        import cupy
+
+        if n == 0:
+            crops = cupy.zeros((1, size, size, 3), dtype=cupy.uint8)
+        return {"pixels": crops, "header": cupy.asarray(header)}
     if n == 0:
         crops = np.zeros((1, size, size, 3), dtype=np.uint8)
-    return {"pixels": crops, "header": _header(batch, n)}
+    return {"pixels": crops, "header": header}
 
 
 def crops_from_tensormap(tensors: dict[str, Any]) -> tuple[int, Any]:

@@ -215,8 +215,9 @@ class IngestFragment(Fragment):
         source = BurnTriageApp._source(self, pacing)
         self.source = source
         cfg = load_model_config(s["inference"]["model_config"])
-        # crops and thumbnails on the host: they cross the link from there
-        preprocessor = Preprocessor.from_config(cfg.get("preprocess_cfg", {}), device="cpu")
+        # the crops are made where the single-fragment graph would make its batch (preprocess.device):
+        # on a GPU they cross as device tensors, and the float tensor equals that graph's
+        preprocessor = Preprocessor.from_config(cfg.get("preprocess_cfg", {}), device=s["preprocess"]["device"])
         link_op = IngestLinkOp(self, name="ingest_link", preprocessor=preprocessor,
                                keep_thumbnails=bool(s["preprocess"]["keep_thumbnails"]), stats=owner.stats,
                                accepted=owner.source_ledger.take_accepted)
