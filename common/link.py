@@ -7,7 +7,7 @@ When burn-triage runs as three fragments (``ingest`` → ``inference`` → ``rep
 link                   message                 how Holoscan serialises it
 =====================  ======================  ==============================================
 ingest → inference     :func:`crops_tensormap`  TensorMap: ``pixels`` uint8 N×S×S×3, ``header``
-                                               int64 ``[batch, n]`` (no pickling; DLPack, the
+                                               int64 ``[batch, n, S]`` (no pickling; DLPack, the
                                                pixel data sent by UCX without a copy)
 ingest → reporting     :class:`LinkIntake`      cloudpickle (by reference to this module):
                                                the images' :class:`ImageContext`, the loader's
@@ -106,8 +106,8 @@ class LinkFindings:
     findings: list[LinkFinding] = field(default_factory=list)
 
 
-def _header(batch: int, n: int) -> np.ndarray:
-    return np.asarray([int(batch), int(n)], dtype=np.int64)
+def _header(batch: int, n: int, size: int = 0) -> np.ndarray:
+    return np.asarray([int(batch), int(n), int(size)], dtype=np.int64)
 
 
 def _host(array: Any) -> np.ndarray:
@@ -127,19 +127,20 @@ def read_header(tensors: dict[str, Any]) -> tuple[int, int]:
 def crops_tensormap(batch: int, crops: Any, size: int) -> dict[str, Any]:
     """The ingest → inference message: uint8 N×S×S×3 crops (NumPy or CuPy) of batch ``batch``.
 
-    An empty batch sends one zero crop with ``n = 0`` (a zero-sized tensor is not sent reliably).
-    Device crops (CuPy) get a device header: one port must not mix host and device tensors.
+    An empty batch (a tick with error records only) sends a 3-byte placeholder with ``n = 0`` (a
+    zero-sized tensor is not sent reliably); the header carries S for it. Device crops (CuPy) get
+    a device header: one port must not mix host and device tensors.
     """
     n = int(crops.shape[0]) if crops is not None else 0
-    header = _header(batch, n)
+    header = _header(batch, n, size)
     if hasattr(crops, "__cuda_array_interface__"):
         import cupy
 
         if n == 0:
-            crops = cupy.zeros((1, size, size, 3), dtype=cupy.uint8)
+            crops = cupy.zeros((1, 1, 1, 3), dtype=cupy.uint8)
         return {"pixels": crops, "header": cupy.asarray(header)}
     if n == 0:
-        crops = np.zeros((1, size, size, 3), dtype=np.uint8)
+        crops = np.zeros((1, 1, 1, 3), dtype=np.uint8)
     return {"pixels": crops, "header": header}
 
 
@@ -148,11 +149,14 @@ def crops_from_tensormap(tensors: dict[str, Any]) -> tuple[int, Any]:
     batch, n = read_header(tensors)
     pixels = tensors["pixels"]
     if hasattr(pixels, "__cuda_array_interface__"):
-        import cupy
+        import cupy as xp
 
-        pixels = cupy.asarray(pixels)
+        pixels = xp.asarray(pixels)
     else:
-        pixels = np.asarray(pixels)
+        xp, pixels = np, np.asarray(pixels)
+    if n == 0:
+        size = int(_host(tensors["header"]).reshape(-1)[2])
+        return batch, xp.zeros((0, size, size, 3), dtype=xp.uint8)
     return batch, pixels[:n]
 
 

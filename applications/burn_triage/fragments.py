@@ -188,6 +188,18 @@ def _link_settings(settings: dict[str, Any]) -> dict[str, float]:
     return {"heartbeat_s": float(d.get("heartbeat_s", 0.5))}
 
 
+def report_root(settings: dict[str, Any], input_path: Path, output_dir: Path | None) -> Path:
+    """The folder the reports mirror (as :meth:`~.app.BurnTriageApp._source_root` finds it from the
+    source operator), from the settings alone: ``reporting`` may run where no source is built."""
+    src = settings["source"]
+    if src["kind"] == "scp":
+        spool = (src.get("scp") or {}).get("spool_dir") or (Path(output_dir) / "spool" if output_dir else None)
+        return Path(spool).absolute() if spool else input_path
+    if src["kind"] == "watch":
+        return Path(input_path)
+    return input_path if input_path.is_dir() or not input_path.exists() else input_path.parent
+
+
 class IngestFragment(Fragment):
     """Source, decoding, uint8 crops and thumbnails (see the module docstring)."""
 
@@ -227,7 +239,6 @@ class IngestFragment(Fragment):
         self.add_flow(source, link_op, {("images", "images"), ("errors", "errors")})
         self.add_operator(control)
         owner.ops.update({source.name: source, link_op.name: link_op, control.name: control})
-        owner.source_root = BurnTriageApp._source_root(self, source)
 
     def _source_done(self) -> tuple[bool, int]:
         return self.ledger.finished, self.ledger.ticks
@@ -286,10 +297,9 @@ class ReportingFragment(Fragment):
         decision = DecisionSupportOp(
             self, name="clinical_decision_support", default_case=s["decision_support"].get("default_case") or {}
         )
-        root = owner.input_path if owner.input_path.is_dir() else owner.input_path.parent
         emitter = ReportEmitterOp(
             self, name="report_emitter",
-            emitter=ReportEmitter(s["report"]["formats"], source_root=str(owner.source_root or root),
+            emitter=ReportEmitter(s["report"]["formats"], source_root=str(report_root(s, owner.input_path, owner.output_dir)),
                                   date_format=s["report"]["date_format"]),
             study_rollup=bool(s["report"].get("study_rollup", False)),
         )
@@ -359,7 +369,6 @@ class DistributedTriageApp(Application):
         self.stats = LinkStats()
         self.ops: dict[str, Any] = {}
         self.tallies: dict[str, Any] = {}
-        self.source_root: Path | None = None
         self.local = options.local_fragments()
         self.ended = False
         self.stop_request = stop if stop is not None else StopRequest()

@@ -376,6 +376,8 @@ class ReportingJoinOp(Operator):
         if len(found.findings) != len(intake.contexts):
             raise LinkMismatch(f"batch {intake.batch}: {len(intake.contexts)} image(s) but "
                                f"{len(found.findings)} finding(s)")
+        # counted where it arrives: the sender's count may come after this fragment has ended
+        self.stats.sent("inference→reporting", link.pickled_size(found), len(found.findings))
         if found.model is not None:
             self.stats.model = found.model
         thumbs = thumbs if thumbs is not None else [None] * len(intake.contexts)

@@ -48,7 +48,7 @@ def test_in_loopback_namespace():
     report = out.stdout[-8000:] + out.stderr[-3000:]
     assert out.returncode == 0, report
     last = out.stdout.strip().splitlines()[-1]
-    assert "3 passed, 1 skipped" in last and "failed" not in last, report
+    assert "4 passed, 1 skipped" in last and "failed" not in last, report
     print(out.stdout[-4000:])  # the bytes-per-link table
 
 
@@ -204,3 +204,25 @@ def test_killed_worker_is_a_clear_failure_with_the_accounting(tmp_path):
     assert acc["reported"] == len(reports_by_image(out)) < 10
     # files not read yet are counted (not accepted, so not lost)
     assert s["files"] == 11 and s["run"]["files_not_started"] >= 1
+
+
+@inside_only
+def test_serve_watched_folder_as_fragments_in_one_process(tmp_path):
+    """``serve --watch`` with ``--fragments all``: the three fragments in one process over UCX, the
+    intake journal kept (ingest and reporting share the process), every file reported."""
+    import shutil
+
+    config = tiny_config(tmp_path)
+    watched = tmp_path / "watched"
+    shutil.copytree(SAMPLE_DATA / "study-001", watched / "study-001")
+    out = tmp_path / "served"
+    proc = RunProcess(["serve", "burn-triage", "--watch", str(watched), "-o", str(out), "-c", str(config),
+                       "--stop-after-idle", "4", "--fragments", "all"], tmp_path / "serve.log", env=ENV)
+    code = _finish({"serve": proc})["serve"]
+    assert code == 0, proc.output()[-3000:]
+    s = summary(out)
+    acc = s["accounting"]
+    expected = len(list((watched / "study-001").glob("*.dcm")))
+    assert acc["reported"] == len(reports_by_image(out)) == expected == 3 and acc["lost"] == 0 and acc["balanced"]
+    assert s["distributed"]["fragments"] == ["ingest", "inference", "reporting"]
+    assert s["journal"]["failures"] == 0 and (out / "journal.sqlite").exists()

@@ -28,7 +28,7 @@ def test_empty_batch_round_trip():
     pre = Preprocessor(device="cpu")
     crops = crop_batch(pre, [])
     msg = link.crops_tensormap(7, crops, 224)
-    assert msg["pixels"].shape == (1, 224, 224, 3)  # never a zero-sized tensor on the wire
+    assert msg["pixels"].shape == (1, 1, 1, 3)  # never a zero-sized tensor on the wire, nor a full crop
     batch, back = link.crops_from_tensormap(msg)
     assert batch == 7 and back.shape == (0, 224, 224, 3)
     assert normalise_crops(pre, back).shape == (0, 3, 224, 224)
