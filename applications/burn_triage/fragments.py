@@ -273,7 +273,8 @@ class InferenceFragment(Fragment):
         tower = InferenceOp(self, name="biomedclip", engine=components.engine)
         head = BurnSeverityOp(self, name="burn_diagnosis", head=components.head)
         link_out = FindingsLinkOp(self, name="findings_link", pending=pending, stats=owner.stats,
-                                  model_info=components.model_info, head=getattr(components.head, "name", "zero-shot"))
+                                  model_info=components.model_info, head=getattr(components.head, "name", "zero-shot"),
+                                  count=REPORTING not in owner.local)
         control = InferenceControlOp(self, name="inference_control", findings_op=link_out, stats=owner.stats,
                                      **_link_settings(s))
         self.add_flow(link_in, tower, {("batch", "batch")})

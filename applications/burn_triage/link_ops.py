@@ -121,7 +121,7 @@ class IngestLinkOp(Operator):
         intake: :class:`~burnscope.common.link.LinkIntake` → reporting.
         thumbs: tensor map (:func:`~burnscope.common.link.thumbs_tensormap`) → reporting.
 
-    Ticks with neither images nor errors are not sent (a watched folder's idle polls). Parameter
+    Every tick is sent, an empty one too (a watched folder's idle poll: a few hundred bytes). Parameter
     ``accepted``: ``() -> list[AcceptedFile]``, the files accepted since the last batch (sent with
     it when the run's ledger is on another host). After ``run()``: ``ticks`` (source messages
     received), ``batches`` (sent).
@@ -150,22 +150,23 @@ class IngestLinkOp(Operator):
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         records = list(op_input.receive("images") or [])
         errors = list(op_input.receive("errors") or [])
-        if records or errors:
-            batch = self.batches
-            pixels = [r.pixels for r in records]
-            crops = link.crops_tensormap(batch, crop_batch(self.preprocessor, pixels), self.preprocessor.image_size)
-            intake = link.LinkIntake(batch=batch, contexts=[r.context for r in records], errors=errors,
-                                     accepted=self.accepted() if self.accepted is not None else [])
-            intake_bytes = link.check_pickled(intake, "ingest → reporting")
-            thumbs = link.thumbs_tensormap(batch, self.preprocessor.thumbnails(pixels) if self.keep_thumbnails else None)
-            op_output.emit(crops, "crops")
-            op_output.emit(intake, "intake")
-            op_output.emit(thumbs, "thumbs")
-            self.stats.sent("ingest→inference", link.tensormap_bytes(crops), len(records))
-            self.stats.sent("ingest→reporting", intake_bytes + link.tensormap_bytes(thumbs), len(records))
-            self.images += len(records)
-            self.errors += len(errors)
-            self.batches += 1
+        # every tick crosses, empty ones too (as in the single-fragment graph): a transmitter
+        # across fragments warns on every tick it sends nothing, and the join counts ticks
+        batch = self.batches
+        pixels = [r.pixels for r in records]
+        crops = link.crops_tensormap(batch, crop_batch(self.preprocessor, pixels), self.preprocessor.image_size)
+        intake = link.LinkIntake(batch=batch, contexts=[r.context for r in records], errors=errors,
+                                 accepted=self.accepted() if self.accepted is not None else [])
+        intake_bytes = link.check_pickled(intake, "ingest → reporting")
+        thumbs = link.thumbs_tensormap(batch, self.preprocessor.thumbnails(pixels) if self.keep_thumbnails else None)
+        op_output.emit(crops, "crops")
+        op_output.emit(intake, "intake")
+        op_output.emit(thumbs, "thumbs")
+        self.stats.sent("ingest→inference", link.tensormap_bytes(crops), len(records))
+        self.stats.sent("ingest→reporting", intake_bytes + link.tensormap_bytes(thumbs), len(records))
+        self.images += len(records)
+        self.errors += len(errors)
+        self.batches += 1
         with self._lock:
             self.ticks += 1
 
@@ -259,8 +260,9 @@ class FindingsLinkOp(Operator):
     """
 
     def __init__(self, fragment: Any, *args: Any, pending: deque, stats: LinkStats, model_info: Any, head: str,
-                 **kwargs: Any) -> None:
+                 count: bool = True, **kwargs: Any) -> None:
         self.pending, self.stats, self.model_info, self.head = pending, stats, model_info, head
+        self.count = count  # False where reporting runs in this process (its join counts the link)
         self.forwarded = 0
         super().__init__(fragment, *args, **kwargs)
 
@@ -278,7 +280,8 @@ class FindingsLinkOp(Operator):
         )
         size = link.check_pickled(msg, "inference → reporting")
         op_output.emit(msg, "findings")
-        self.stats.sent("inference→reporting", size, len(findings))
+        if self.count:
+            self.stats.sent("inference→reporting", size, len(findings))
         self.forwarded += 1
 
 

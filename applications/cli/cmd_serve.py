@@ -45,7 +45,18 @@ def serve(
     SIGTERM stops accepting (new associations are refused, the watcher stops), finishes the
     images in flight, drains the outbox for delivery.drain_timeout_s and exits 0 (3 when images
     were left pending); a second SIGTERM exits at once, listing what was pending in summary.json.
+
+    With --driver/--worker/--fragments the service runs as fragments ingest, inference and
+    reporting across hosts (docs/deployment.md): one source (--listen or --watch), and without
+    the emergency lane's own tower, the dynamic batcher, the reporting pool or metrics, which
+    are parts of the single-host service graph.
     """
+    dist = distributed_options(driver, worker, address, worker_address, fragments)
+    if dist is not None:
+        return _serve_distributed(app_name, output_dir, listen, watch, config, metrics_port, model, backend,
+                                  precision, device, scheduler, ae_title, stop_after_idle, max_files, dist)
+    if output_dir is None:
+        fail("missing option -o/--output: the folder for the reports")
     from burnscope.applications.burn_triage.service import path_problems, serve_triage
     from burnscope.operators.monitoring.core import HealthServer, ServiceMetrics, bind_error
     from burnscope.operators.priority.core import PriorityRuleError, PriorityRules
