@@ -101,7 +101,10 @@ class DistributedOptions:
         return bool(self.driver or self.worker or self.address or self.worker_address or self.fragments)
 
     def local_fragments(self) -> tuple[str, ...]:
-        """The fragments this process runs (``--fragments``; all when not given or ``all``)."""
+        """The fragments this process runs (``--fragments``; all when not given or ``all``; none
+        for a driver that is not also a worker: it only schedules)."""
+        if self.driver and not self.worker:
+            return ()
         if not self.fragments or self.fragments.strip() == "all":
             return FRAGMENTS
         names = tuple(n.strip() for n in self.fragments.split(",") if n.strip())

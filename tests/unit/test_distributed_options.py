@@ -29,6 +29,7 @@ def test_argv_has_only_the_distributed_options():
     # --fragments all alone: driver and worker here, every fragment in this process
     assert DistributedOptions(fragments="all").argv() == ["burnscope", "--fragments", "all", "--driver", "--worker"]
     assert DistributedOptions(fragments="all").local_fragments() == ("ingest", "inference", "reporting")
+    assert DistributedOptions(driver=True, address="h:1").local_fragments() == ()  # it only schedules
 
 
 def test_holoscan_keeps_nothing_of_ours():
