@@ -20,6 +20,8 @@ module             measures                                        run it with
 ``decode``         DICOM loader images/s: serial, threads,         ``python -m burnscope.benchmarks.decode``
                    processes, nvImageCodec
 ``preprocess``     BiomedCLIP transform: NumPy, CuPy, open_clip    ``python -m burnscope.benchmarks.preprocess``
+``distributed_``   bytes per image on each link of the fragments   ``sudo python -m burnscope.benchmarks.distributed_links``
+``links``          (driver + worker on a private loopback)
 ``gpu``            engines + preprocessing on a GPU, with the      ``python -m burnscope.benchmarks.gpu``
                    H100 targets
 ``cpu_share``      per-image CPU time of everything but the       ``burnscope bench cpu-share -i DIR``

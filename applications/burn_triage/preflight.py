@@ -93,9 +93,13 @@ def _input(settings: dict[str, Any], input_path: Path | None) -> list[str]:
     return problems
 
 
-def preflight(settings: dict[str, Any], input_path: Path | None, model: str | os.PathLike | None = None) -> None:
-    """Raise :class:`SettingsError` naming every problem found without loading the model."""
-    problems = _input(settings, input_path) + _engine(settings) + _model(model, settings)
+def preflight(settings: dict[str, Any], input_path: Path | None, model: str | os.PathLike | None = None,
+              check_input: bool = True) -> None:
+    """Raise :class:`SettingsError` naming every problem found without loading the model.
+
+    ``check_input=False``: this process reads no input (a distributed worker without the ingest
+    fragment)."""
+    problems = (_input(settings, input_path) if check_input else []) + _engine(settings) + _model(model, settings)
     if problems:
         raise SettingsError("\n".join(problems))
 

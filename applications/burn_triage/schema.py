@@ -497,6 +497,21 @@ class RunSettings(_Section):
     )
 
 
+class DistributedSettings(_Section):
+    heartbeat_s: float = Field(
+        0.5, gt=0, le=10, description="--driver/--worker: every fragment sends a heartbeat this often (and keeps "
+        "itself alive with it)."
+    )
+    link_timeout_s: float = Field(
+        30, gt=0, description="--driver/--worker: a fragment upstream silent this long before its end of stream "
+        "is lost: the summary lists the images not reported and the process exits 3. Larger than the slowest batch."
+    )
+    startup_timeout_s: float = Field(
+        120, gt=0, description="--driver/--worker: the other fragments must be heard within this long of the "
+        "start (Holoscan's driver would wait for a missing worker for ever); else exit 3."
+    )
+
+
 class TriageSettings(_Section):
     """Every setting of the burn-triage application."""
 
@@ -514,6 +529,7 @@ class TriageSettings(_Section):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     run: RunSettings = Field(default_factory=RunSettings)
+    distributed: DistributedSettings = Field(default_factory=DistributedSettings)
 
 
 # -- validation ------------------------------------------------------------------------------------

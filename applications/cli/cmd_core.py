@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from .distributed_opts import ADDRESS_OPT, DRIVER_OPT, FRAGMENTS_OPT, WORKER_ADDRESS_OPT, WORKER_OPT, distributed_options
 from .options import (
     BACKEND_OPT, CONFIG_OPT, DEVICE_OPT, MODEL_OPT, PRECISION_OPT, SCHEDULER_OPT, console, demo_banner,
     ensure_output_folder, fail,
@@ -54,6 +55,7 @@ def _prepare(
     overrides: dict,
     model: Optional[str] = None,
     output_dir: Optional[Path] = None,
+    check_input: bool = True,
 ) -> dict:
     """Validate everything that needs no model (settings, engine choice, weights and head files,
     input, output folder) before the model loads; return the merged settings."""
@@ -66,7 +68,7 @@ def _prepare(
     try:
         settings = load_settings(config, overrides)
         check_security(settings)  # certificates, keys and secrets usable: before anything starts
-        preflight(settings, input_path, model)
+        preflight(settings, input_path, model, check_input=check_input)
     except SettingsError as exc:
         fail(str(exc))
     if output_dir is not None:
@@ -184,7 +186,7 @@ APP_ARG = typer.Argument(..., metavar="APP", help="Application to run: burn-tria
 def run(
     app_name: str = APP_ARG,
     input_path: Optional[Path] = typer.Option(None, "-i", "--input", help="DICOM folder (recursive) or file; with --watch, the folder to watch."),
-    output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the reports."),
+    output_dir: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the reports (required unless this process runs only the ingest or inference fragment)."),
     model: Optional[str] = MODEL_OPT,
     backend: Optional[str] = BACKEND_OPT,
     precision: Optional[str] = PRECISION_OPT,
@@ -200,12 +202,23 @@ def run(
     select: Optional[Path] = typer.Option(None, "--select", help="Series-selection rules (JSON); only matching series are processed."),
     case: Optional[Path] = typer.Option(None, "--case", help="Case data (JSON, keys as in `burnscope decide`) for every image; sidecars override it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    driver: bool = DRIVER_OPT,
+    worker: bool = WORKER_OPT,
+    address: Optional[str] = ADDRESS_OPT,
+    worker_address: Optional[str] = WORKER_ADDRESS_OPT,
+    fragments: Optional[str] = FRAGMENTS_OPT,
 ) -> None:
-    """Run an application on a folder of DICOM images and write a report per image."""
+    """Run an application on a folder of DICOM images and write a report per image.
+
+    With --driver/--worker/--fragments the graph runs as fragments ingest, inference and
+    reporting, in this process or spread over hosts (docs/deployment.md)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from burnscope.applications.burn_triage.runner import run_triage, write_json
 
+    dist = distributed_options(driver, worker, address, worker_address, fragments)
+    if output_dir is None and (dist is None or "reporting" in dist.local_fragments()):
+        fail("missing option -o/--output: the folder for the reports")
     overrides = _overrides(backend, precision, device, batch_size, scheduler)
     if case is not None:
         overrides["decision_support"] = {"default_case": _read_case(case)}
@@ -224,8 +237,14 @@ def run(
     elif listen is not None:
         source.update(kind="scp", scp={"port": listen, "ae_title": ae_title})
         input_path = input_path or output_dir
-    settings = _prepare(app_name, input_path, config, overrides, model=model, output_dir=output_dir)
-    _check_state_files(settings, output_dir)
+    settings = _prepare(app_name, input_path, config, overrides, model=model, output_dir=output_dir,
+                        check_input=dist is None or "ingest" in dist.local_fragments())
+    if output_dir is not None:
+        _check_state_files(settings, output_dir)
+    if dist is not None:
+        from .distributed_run import run_distributed_cli
+
+        return run_distributed_cli(settings, input_path, output_dir, model, dist, quiet)
     components = _load_components(settings, model)
     if settings["source"]["kind"] != "folder":
         scp = settings["source"]["scp"]

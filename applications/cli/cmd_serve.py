@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from .distributed_opts import ADDRESS_OPT, DRIVER_OPT, FRAGMENTS_OPT, WORKER_ADDRESS_OPT, WORKER_OPT, distributed_options
 from .options import (
     BACKEND_OPT, CONFIG_OPT, DEVICE_OPT, MODEL_OPT, PRECISION_OPT, SCHEDULER_OPT, console, demo_banner,
     err_console, fail,
@@ -18,7 +19,7 @@ APP_ARG = typer.Argument(..., metavar="APP", help="Application to serve: burn-tr
 
 def serve(
     app_name: str = APP_ARG,
-    output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the reports, errors.jsonl and summary.json."),
+    output_dir: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for the reports, errors.jsonl and summary.json (not needed by a --worker without the reporting fragment)."),
     listen: Optional[int] = typer.Option(None, "--listen", help="Receive images as a DICOM C-STORE SCP on this port."),
     watch: Optional[Path] = typer.Option(None, "--watch", help="Watch this folder for DICOM files (with --listen: both)."),
     config: Optional[Path] = CONFIG_OPT,
@@ -32,6 +33,11 @@ def serve(
     ae_title: Optional[str] = typer.Option(None, "--ae-title", help="AE title of the C-STORE SCP (default BURNSCOPE)."),
     stop_after_idle: Optional[float] = typer.Option(None, "--stop-after-idle", help="Stop after this many seconds without a new image."),
     max_files: Optional[int] = typer.Option(None, "--max-files", help="Stop accepting after this many files."),
+    driver: bool = DRIVER_OPT,
+    worker: bool = WORKER_OPT,
+    address: Optional[str] = ADDRESS_OPT,
+    worker_address: Optional[str] = WORKER_ADDRESS_OPT,
+    fragments: Optional[str] = FRAGMENTS_OPT,
 ) -> None:
     """Run an application as a service until SIGTERM/SIGINT: images from a C-STORE port and/or a
     watched folder, STAT first, reports in the output folder (and through the outbox).
@@ -39,7 +45,18 @@ def serve(
     SIGTERM stops accepting (new associations are refused, the watcher stops), finishes the
     images in flight, drains the outbox for delivery.drain_timeout_s and exits 0 (3 when images
     were left pending); a second SIGTERM exits at once, listing what was pending in summary.json.
+
+    With --driver/--worker/--fragments the service runs as fragments ingest, inference and
+    reporting across hosts (docs/deployment.md): one source (--listen or --watch), and without
+    the emergency lane's own tower, the dynamic batcher, the reporting pool or metrics, which
+    are parts of the single-host service graph.
     """
+    dist = distributed_options(driver, worker, address, worker_address, fragments)
+    if dist is not None:
+        return _serve_distributed(app_name, output_dir, listen, watch, config, metrics_port, model, backend,
+                                  precision, device, scheduler, ae_title, stop_after_idle, max_files, dist)
+    if output_dir is None:
+        fail("missing option -o/--output: the folder for the reports")
     from burnscope.applications.burn_triage.service import path_problems, serve_triage
     from burnscope.operators.monitoring.core import HealthServer, ServiceMetrics, bind_error
     from burnscope.operators.priority.core import PriorityRuleError, PriorityRules
@@ -106,6 +123,41 @@ def serve(
     )
     if code:
         raise typer.Exit(code)
+
+
+def _serve_distributed(app_name, output_dir, listen, watch, config, metrics_port, model, backend, precision, device,
+                       scheduler, ae_title, stop_after_idle, max_files, dist) -> None:
+    """``serve`` as fragments: the three-fragment graph fed by the SCP or the watched folder."""
+    from .cmd_core import _check_state_files, _overrides, _prepare
+    from .distributed_run import run_distributed_cli
+
+    local = dist.local_fragments()
+    if metrics_port is not None:
+        fail("--metrics-port is not available with --driver/--worker/--fragments (docs/deployment.md)")
+    if listen is not None and watch is not None:
+        fail("with --driver/--worker/--fragments serve takes one source: --listen or --watch")
+    overrides = _overrides(backend, precision, device, None, scheduler)
+    source = overrides["source"]
+    source.update(stop_after_idle=stop_after_idle, max_files=max_files)
+    if listen is not None:
+        source.update(kind="scp", scp={"port": listen, "ae_title": ae_title})
+        input_path = output_dir
+    elif watch is not None:
+        source["kind"] = "watch"
+        input_path = watch
+    elif "ingest" in local:
+        fail("serve needs a source: --listen PORT or --watch DIR")
+    else:
+        input_path = watch
+    if output_dir is None and "reporting" in local:
+        fail("missing option -o/--output: the folder for the reports")
+    settings = _prepare(app_name, input_path, config, overrides, model=model, output_dir=output_dir,
+                        check_input="ingest" in local and watch is not None)
+    if output_dir is not None:
+        _check_state_files(settings, output_dir)
+    if watch is not None and "ingest" in local:
+        watch.mkdir(parents=True, exist_ok=True)
+    run_distributed_cli(settings, input_path, output_dir, model, dist)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
