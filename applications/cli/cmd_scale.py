@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +26,6 @@ def bench_cpu_share(
     """Per-image CPU time of everything but the image tower (replaced by a zero-cost stand-in):
     decode, preprocess, head, decision support, each report format; batch 1 and 32. With --gpu,
     the same stages on the GPU path, each synchronised (where the time goes on a GPU machine)."""
-    from burnscope.applications.burn_triage.runner import write_json
     from burnscope.benchmarks.cpu_share import ALL_FORMATS, print_table, run_benchmark
 
     if not input_path.is_dir():
@@ -44,11 +44,7 @@ def bench_cpu_share(
                                    rounds=rounds, gpu=gpu)
         except RuntimeError as exc:
             fail(str(exc))
-    if json_file is not None:  # first: the figures survive whatever the table does
-        write_json(result, json_file)
-    print_table(result)
-    if json_file is not None:
-        console.print(f"wrote {json_file}", highlight=False)
+    _show(result, print_table, json_file)
 
 
 def bench_scaled_decode(
@@ -59,7 +55,6 @@ def bench_scaled_decode(
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
     """Decode speed-up and image-embedding cosine of DCT-domain scaled JPEG decoding against full decoding."""
-    from burnscope.applications.burn_triage.runner import write_json
     from burnscope.benchmarks.scaled_decode import print_table, run_benchmark
 
     if not input_path.is_dir():
@@ -69,7 +64,14 @@ def bench_scaled_decode(
             result = run_benchmark(input_path, [m.strip() for m in models.split(",") if m.strip()], repeat)
         except (ValueError, RuntimeError) as exc:
             fail(str(exc))
-    if json_file is not None:  # first: the figures survive whatever the table does
+    _show(result, print_table, json_file)
+
+
+def _show(result: dict, print_table: Callable[[dict], None], json_file: Optional[Path]) -> None:
+    """The JSON first (the figures survive whatever the table does), then the table."""
+    from burnscope.applications.burn_triage.runner import write_json
+
+    if json_file is not None:
         write_json(result, json_file)
     print_table(result)
     if json_file is not None:
