@@ -45,7 +45,7 @@ from burnscope.operators.flow.monitor import RunMonitor, StopRequest
 from burnscope.operators.flow.operator import RunMonitorOp
 from burnscope.operators.inference.operator import InferenceOp
 from burnscope.operators.preprocess.operator import PreprocessOp
-from burnscope.operators.report.core import ReportEmitter
+from burnscope.operators.report.core import LONG_RUNNING_MAX_STUDIES, ReportEmitter
 from burnscope.operators.report.operator import ReportEmitterOp
 from burnscope.operators.sinks.operator import ErrorSinkOp, FolderSinkOp, NetworkSinkOp
 
@@ -198,6 +198,8 @@ class BurnTriageApp(Application):
                 # reports mirror the input's folders, so they sort with their source
                 source_root=str(self._source_root(source)),
                 date_format=s["report"]["date_format"],
+                # a watch or SCP run goes on until stopped: bound its per-study state
+                max_studies=None if s["source"]["kind"] == "folder" else LONG_RUNNING_MAX_STUDIES,
             ),
             study_rollup=bool(s["report"].get("study_rollup", False)),
         )

@@ -44,7 +44,7 @@ from burnscope.operators.flow.ledger import RunLedger
 from burnscope.operators.flow.monitor import RunMonitor, StopRequest
 from burnscope.operators.flow.operator import RunMonitorOp
 from burnscope.operators.inference.operator import InferenceOp
-from burnscope.operators.report.core import ReportEmitter
+from burnscope.operators.report.core import LONG_RUNNING_MAX_STUDIES, ReportEmitter
 from burnscope.operators.report.operator import ReportEmitterOp
 from burnscope.operators.sinks.operator import ErrorSinkOp, FolderSinkOp, NetworkSinkOp
 
@@ -304,7 +304,8 @@ class ReportingFragment(Fragment):
         emitter = ReportEmitterOp(
             self, name="report_emitter",
             emitter=ReportEmitter(s["report"]["formats"], source_root=str(report_root(s, owner.input_path, owner.output_dir)),
-                                  date_format=s["report"]["date_format"]),
+                                  date_format=s["report"]["date_format"],
+                                  max_studies=None if s["source"]["kind"] == "folder" else LONG_RUNNING_MAX_STUDIES),
             study_rollup=bool(s["report"].get("study_rollup", False)),
         )
         ledger = owner.ledger

@@ -46,7 +46,7 @@ from burnscope.operators.monitoring.core import InFlight, ServiceMetrics
 from burnscope.operators.monitoring.operator import SettleOp
 from burnscope.operators.preprocess.operator import PreprocessOp
 from burnscope.operators.priority.core import PriorityRules
-from burnscope.operators.report.core import ReportEmitter
+from burnscope.operators.report.core import LONG_RUNNING_MAX_STUDIES, ReportEmitter
 from burnscope.operators.report.operator import ReportPoolOp
 from burnscope.operators.sinks.folder import FolderSink
 from burnscope.operators.sinks.operator import ErrorSinkOp, NetworkSinkOp
@@ -207,7 +207,7 @@ class BurnTriageService(Application):
         root = str(self.watch) if self.watch is not None and not self.listen else None
         # max_studies: months of images must not grow the emitter's per-run state without bound
         emitter = ReportEmitter(s["report"]["formats"], source_root=root, date_format=s["report"]["date_format"],
-                                max_studies=1000)
+                                max_studies=LONG_RUNNING_MAX_STUDIES)
         self.pool = ReportPoolOp(self, name="reporting_pool", emitter=emitter, workers=s["reporting"]["workers"],
                                  study_rollup=bool(s["report"].get("study_rollup", False)), metrics=m)
         settle = SettleOp(self, name="emr_integration", in_flight=self.in_flight, sink=FolderSink(self.output_dir),

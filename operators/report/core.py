@@ -442,6 +442,11 @@ def render_standard(task: RenderTask, renderers: dict[str, Any] | None = None) -
     return task
 
 
+#: ``max_studies`` of an emitter that runs until stopped (watch, SCP, serve): the per-study
+#: roll-up state (each image's report) of more studies would grow a service's memory without end.
+LONG_RUNNING_MAX_STUDIES = 1000
+
+
 class ReportEmitter:
     """Builds a :class:`ReportBundle` per decision: JSON and text by default, more on request.
 
@@ -623,6 +628,7 @@ def render_text_artefact(
 
 __all__ = [
     "ALL_FORMATS",
+    "LONG_RUNNING_MAX_STUDIES",
     "content_fingerprint",
     "build_study_rollup",
     "render_study_text",
