@@ -143,6 +143,8 @@ def run_distributed(
         log.error("the graph stopped on an error: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
     finally:
         watchdog.stop()
+        if app.journal is not None:
+            app.journal.close()
     summary = summarise_distributed(app, time.perf_counter() - started, lost=watchdog.fired, error=error)
     if summary_path is not None and REPORTING in app.local:
         _write(summary, summary_path)

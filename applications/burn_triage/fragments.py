@@ -30,6 +30,7 @@ import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from burnscope.operators.holoscan_runtime import holoscan  # noqa: F401  (preloads libcudart)
@@ -227,12 +228,14 @@ class IngestFragment(Fragment):
         _fragment_scheduler(self, s)
         period_ms = float(s["source"].get("period_ms") or 0)
         pacing = [PeriodicCondition(self, recess_period=int(period_ms * 1e6), name="pacing")] if period_ms > 0 else []
-        source = BurnTriageApp._source(self, pacing)
-        self.source = source
         cfg = load_model_config(s["inference"]["model_config"])
         # the crops are made where the single-fragment graph would make its batch (preprocess.device):
         # on a GPU they cross as device tensors, and the float tensor equals that graph's
         preprocessor = Preprocessor.from_config(cfg.get("preprocess_cfg", {}), device=s["preprocess"]["device"])
+        # BurnTriageApp._source reads the decode size from its components' preprocessor (no model here)
+        self.components = SimpleNamespace(preprocessor=preprocessor)
+        source = BurnTriageApp._source(self, pacing)
+        self.source = source
         link_op = IngestLinkOp(self, name="ingest_link", preprocessor=preprocessor,
                                keep_thumbnails=bool(s["preprocess"]["keep_thumbnails"]), stats=owner.stats,
                                accepted=owner.source_ledger.take_accepted)
@@ -381,7 +384,6 @@ class DistributedTriageApp(Application):
         here = set(self.local)
         # the intake journal is marked as reports settle: only where both ends run
         self.journal = open_journal(settings, self.output_dir) if {INGEST, REPORTING} <= here else None
-        self.journal_failures = 0
         delivery = settings.get("delivery") or {}
         # The run's ledger lives with the reporting fragment (its sinks settle there).
         self.ledger = RunLedger(deliveries=self.output_dir is not None and bool(delivery.get("destinations")),
@@ -392,7 +394,13 @@ class DistributedTriageApp(Application):
         self.source_ledger = SourceLedger(self.ledger if REPORTING in here else None)
 
     def _file_done(self, path: str, outcome: str) -> None:
-        BurnTriageApp._file_done(self, path, outcome)
+        """Every image of ``path`` has settled: the intake journal need not offer it again."""
+        if self.journal is not None:
+            self.journal.settle(path, outcome)
+
+    @property
+    def journal_failures(self) -> int:
+        return BurnTriageApp.journal_failures.fget(self)
 
     # the reporting fragment's hooks into the ledger
     def on_batch(self, intake: Any) -> None:
