@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures.dicom_helpers import GOOD_FILES, SAMPLE, free_port, in_background, pynetdicom_send, storescu_send
+from fixtures.dicom_helpers import (
+    DCMTK_STORESCU, GOOD_FILES, SAMPLE, free_port, in_background, pynetdicom_send, storescu_send,
+)
 from typer.testing import CliRunner
 
 from burnscope.applications.burn_triage.settings import SettingsError, load_settings
@@ -364,7 +366,7 @@ def test_cstore_round_trip_through_the_app_produces_reports(tiny_settings, compo
     assert {r["source"]["sop_instance_uid"] for r in reports} == sent
 
 
-@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu) not installed")
+@pytest.mark.skipif(DCMTK_STORESCU is None, reason="dcmtk (storescu) not installed")
 def test_dcmtk_storescu_to_the_app(tiny_settings, components, tmp_path):
     """dcmtk's storescu, a client written elsewhere, as the sending modality."""
     from burnscope.applications.burn_triage.runner import run_triage

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 
 import pydicom
 import pytest
-from fixtures.dicom_helpers import GOOD_FILES, free_port, pynetdicom_send, run_source_graph, storescu_send
+from fixtures.dicom_helpers import DCMTK_STORESCU, GOOD_FILES, free_port, pynetdicom_send, run_source_graph, storescu_send
 
 pytestmark = pytest.mark.network
 
@@ -37,7 +36,7 @@ def test_pynetdicom_scu_round_trip():
     assert {r.context.sop_instance_uid for r in app.sink.images} == sent
 
 
-@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu) not installed")
+@pytest.mark.skipif(DCMTK_STORESCU is None, reason="dcmtk (storescu) not installed")
 def test_dcmtk_storescu_round_trip():
     port = free_port()
     result = {}

@@ -7,13 +7,12 @@ certificates come from a test CA made with openssl.
 from __future__ import annotations
 
 import logging
-import shutil
 import ssl
 import subprocess
 
 import pydicom
 import pytest
-from fixtures.dicom_helpers import GOOD_FILES
+from fixtures.dicom_helpers import DCMTK_STORESCU, GOOD_FILES
 from fixtures.orthanc_local import free_port
 from fixtures.pki import make_pki, openssl_available
 
@@ -193,10 +192,10 @@ def test_a_stalled_tls_client_does_not_hold_up_others(make_scp, pki):
         stalled.close()
 
 
-@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu) not installed")
+@pytest.mark.skipif(DCMTK_STORESCU is None, reason="dcmtk (storescu) not installed")
 def test_dcmtk_storescu_over_tls(make_scp, pki):
     scp = _tls_scp(make_scp, pki)
-    base = ["storescu", "-aec", "BURNSCOPE", "-aet", "MODALITY", "+tls", str(pki.client.key), str(pki.client.cert),
+    base = [DCMTK_STORESCU, "-aec", "BURNSCOPE", "-aet", "MODALITY", "+tls", str(pki.client.key), str(pki.client.cert),
             "+cf", str(pki.ca)]
     out = subprocess.run([*base, "127.0.0.1", str(scp.port), str(FILE)], capture_output=True, text=True, timeout=60)
     if "unrecognized option" in out.stderr or "+tls" in out.stderr and "unknown" in out.stderr:
