@@ -204,12 +204,26 @@ def report_root(settings: dict[str, Any], input_path: Path, output_dir: Path | N
     return input_path if input_path.is_dir() or not input_path.exists() else input_path.parent
 
 
-class IngestFragment(Fragment):
-    """Source, decoding, uint8 crops and thumbnails (see the module docstring)."""
+class _TriageFragment(Fragment):
+    """One fragment of :class:`DistributedTriageApp`: its own scheduler, then :meth:`build`."""
 
     def __init__(self, app: "DistributedTriageApp", name: str) -> None:
         super().__init__(app, name=name)
         self.owner = app
+
+    def compose(self) -> None:
+        _fragment_scheduler(self, self.owner.settings)
+        self.build(self.owner, self.owner.settings)
+
+    def build(self, owner: "DistributedTriageApp", s: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class IngestFragment(_TriageFragment):
+    """Source, decoding, uint8 crops and thumbnails (see the module docstring)."""
+
+    def __init__(self, app: "DistributedTriageApp", name: str) -> None:
+        super().__init__(app, name=name)
         # what BurnTriageApp._source reads
         self.settings = app.settings
         self.input_path = app.input_path
@@ -220,12 +234,10 @@ class IngestFragment(Fragment):
         self.journal = app.journal
         self.source: Any = None
 
-    def compose(self) -> None:
+    def build(self, owner: "DistributedTriageApp", s: dict[str, Any]) -> None:
         from burnscope.engines.model import load_model_config
         from burnscope.operators.preprocess.core import Preprocessor
 
-        s, owner = self.settings, self.owner
-        _fragment_scheduler(self, s)
         period_ms = float(s["source"].get("period_ms") or 0)
         pacing = [PeriodicCondition(self, recess_period=int(period_ms * 1e6), name="pacing")] if period_ms > 0 else []
         cfg = load_model_config(s["inference"]["model_config"])
@@ -260,18 +272,12 @@ class IngestFragment(Fragment):
         }
 
 
-class InferenceFragment(Fragment):
+class InferenceFragment(_TriageFragment):
     """Normalisation, image tower, burn head; loads the model (see the module docstring)."""
 
-    def __init__(self, app: "DistributedTriageApp", name: str) -> None:
-        super().__init__(app, name=name)
-        self.owner = app
-
-    def compose(self) -> None:
+    def build(self, owner: "DistributedTriageApp", s: dict[str, Any]) -> None:
         from .app import build_components
 
-        owner, s = self.owner, self.owner.settings
-        _fragment_scheduler(self, s)
         components = owner.components or build_components(s, owner.model)
         owner.components = components
         pending: deque = deque()
@@ -290,16 +296,10 @@ class InferenceFragment(Fragment):
         owner.ops.update({op.name: op for op in (link_in, tower, head, link_out, control)})
 
 
-class ReportingFragment(Fragment):
+class ReportingFragment(_TriageFragment):
     """Decision support, reports, sinks, outbox (see the module docstring)."""
 
-    def __init__(self, app: "DistributedTriageApp", name: str) -> None:
-        super().__init__(app, name=name)
-        self.owner = app
-
-    def compose(self) -> None:
-        owner, s = self.owner, self.owner.settings
-        _fragment_scheduler(self, s)
+    def build(self, owner: "DistributedTriageApp", s: dict[str, Any]) -> None:
         join = ReportingJoinOp(self, name="reporting_join", stats=owner.stats, on_batch=owner.on_batch)
         decision = DecisionSupportOp(
             self, name="clinical_decision_support", default_case=s["decision_support"].get("default_case") or {}
