@@ -456,6 +456,11 @@ class MetricsSettings(_Section):
     check_destinations: bool = Field(
         True, description="/readyz also needs every network destination reachable (TCP, checked every 15 s)."
     )
+    token_file: Optional[str] = Field(
+        None, description="File holding a bearer token that /metrics and /readyz then require (Prometheus: "
+        "authorization.credentials_file); /healthz stays open. Set it whenever bind_address is not loopback.",
+    )
+    token_env: Optional[str] = Field(None, description="Environment variable holding that token (instead of a file).")
 
     @field_validator("bind_address")
     @classmethod

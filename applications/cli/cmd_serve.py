@@ -92,9 +92,16 @@ def serve(
     metrics, server = ServiceMetrics(), None
     port = settings["metrics"]["port"]
     if port is not None:
-        host = settings["metrics"]["bind_address"]
+        host, token = settings["metrics"]["bind_address"], None
+        if settings["metrics"].get("token_file") or settings["metrics"].get("token_env"):
+            from burnscope.common.credentials import SecretError, read_secret
+
+            try:
+                token = read_secret(settings["metrics"].get("token_file"), settings["metrics"].get("token_env"))
+            except SecretError as exc:
+                fail(f"metrics.token_file/token_env: {exc}")
         try:  # bound before the model loads: a port in use is one line at start
-            server = HealthServer(metrics, port, host).start()
+            server = HealthServer(metrics, port, host, token=token).start()
         except OSError as exc:
             fail(bind_error(exc, host, port))
     try:

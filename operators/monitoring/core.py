@@ -27,6 +27,7 @@ watches, in the Prometheus text format, plus the in-flight ledger the service dr
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import socket
@@ -267,9 +268,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _authorised(self) -> bool:
+        token = self.server.token
+        if token is None:
+            return True
+        given = self.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if path in ("/metrics", "/readyz") and not self._authorised():  # /healthz: a liveness probe, says only "ok"
+            self._send(401, b"unauthorised: send Authorization: Bearer <metrics token>\n")
+        elif path == "/metrics":
             self._send(200, self.server.metrics.text(), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             self._send(200, b"ok\n")
@@ -291,8 +301,10 @@ class HealthServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, metrics: ServiceMetrics, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, metrics: ServiceMetrics, port: int, host: str = "127.0.0.1", token: str | None = None) -> None:
         self.metrics = metrics
+        #: when set, /metrics and /readyz need ``Authorization: Bearer <token>`` (401 otherwise)
+        self.token = token
         self._checks: dict[str, Callable[[], tuple[bool, str]]] = {}
         self._thread: threading.Thread | None = None
         super().__init__((host, int(port)), _Handler)

@@ -136,6 +136,14 @@ def test_a_metrics_port_in_use_is_one_line_before_the_model_loads(tmp_path):
     assert time.monotonic() - started < 60
 
 
+def test_an_unreadable_metrics_token_is_one_line_at_start(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"metrics:\n  token_file: {tmp_path / 'missing-token'}\n")
+    line = _one_error_line(_serve("-o", str(tmp_path / "out"), "--listen", str(free_port()), "--metrics-port",
+                                  str(free_port()), "-c", str(cfg)))
+    assert line.startswith("error: metrics.token_file/token_env: ") and "missing-token" in line
+
+
 @pytest.mark.parametrize("watch", ["out", "out/incoming", "."])
 def test_a_source_reading_the_output_folder_is_one_line(tmp_path, watch):
     line = _one_error_line(_serve("-o", str(tmp_path / "out"), "--watch", str(tmp_path / watch)))

@@ -120,3 +120,26 @@ def test_tcp_reachability_and_cached_checks():
     calls = []
     check = CachedCheck(lambda: calls.append(1) or (True, "x"), every_s=60)
     assert check() == check() == (True, "x") and len(calls) == 1
+
+
+def _get_with(srv, path, authorization):
+    request = urllib.request.Request(f"http://127.0.0.1:{srv.port}{path}", headers={"Authorization": authorization})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_a_metrics_token_guards_metrics_and_readiness_not_liveness():
+    srv = HealthServer(ServiceMetrics(), 0, token="s3cret-token").start()
+    try:
+        assert _get(srv, "/metrics")[0] == 401 and _get(srv, "/readyz")[0] == 401
+        assert _get_with(srv, "/metrics", "Bearer wrong")[0] == 401
+        assert _get_with(srv, "/metrics", "Basic s3cret-token")[0] == 401
+        status, text = _get_with(srv, "/metrics", "Bearer s3cret-token")
+        assert status == 200 and _samples(text)  # parsed by prometheus_client
+        assert _get(srv, "/healthz") == (200, "ok\n")  # a liveness probe needs no secret
+        assert "s3cret-token" not in _get(srv, "/metrics")[1]
+    finally:
+        srv.stop()
