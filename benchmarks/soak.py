@@ -82,6 +82,8 @@ def run_soak(
 ) -> dict[str, Any]:
     """See the module docstring; returns samples, growth, the run's accounting and exit code."""
     src = Path(source) if source else CHECKOUT_SAMPLES
+    if not src.exists():  # e.g. installed from a wheel: no checkout's sample_data beside the package
+        raise FileNotFoundError(f"{src} does not exist: give -i/--input a folder of DICOM images")
     files = sample_images(src) if src.is_dir() else [src]
     if not files:
         raise FileNotFoundError(f"no DICOM images to copy in {src}")

@@ -58,3 +58,10 @@ def test_the_stress_check_catches_every_kind_of_shortfall(tmp_path):
     (out / "IMG-0.json").unlink()
     assert check_run(good, out, 10, delivered=None) == ["9 report files for 10 images"]
     assert machine()["cpus"]
+
+
+def test_soak_without_input_outside_a_checkout_names_the_option(tmp_path):
+    from burnscope.benchmarks.soak import run_soak
+
+    with pytest.raises(FileNotFoundError, match="give -i/--input a folder of DICOM images"):
+        run_soak(images=1, source=tmp_path / "no-such-folder", workdir=tmp_path / "work")
