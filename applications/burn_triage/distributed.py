@@ -69,8 +69,10 @@ class LinkWatchdog(threading.Thread):
             heard = stats.last_heard(fragment)
             if heard is None:
                 if now - stats.started_at >= self.startup_timeout_s:
+                    # which links did come up tells a worker that never joined from a link that never opened
                     return {"outcome": "link_lost", "fragment": fragment, "why": "never connected",
-                            "waited_s": round(now - stats.started_at, 1)}
+                            "waited_s": round(now - stats.started_at, 1),
+                            "heard": sorted(f for f in self.watched if stats.last_heard(f) is not None)}
             elif now - heard >= self.link_timeout_s:
                 return {"outcome": "link_lost", "fragment": fragment, "why": "went silent",
                         "silent_s": round(now - heard, 1)}
@@ -119,7 +121,8 @@ def run_distributed(
         summary = summarise_distributed(app, time.perf_counter() - started, lost=reason)
         if summary_path is not None:
             _write(summary, summary_path)
-        line = (f"burnscope: fragment '{reason['fragment']}' {reason['why']}; "
+        heard = f" (heard from: {', '.join(reason['heard']) or 'none'})" if "heard" in reason else ""
+        line = (f"burnscope: fragment '{reason['fragment']}' {reason['why']}{heard}; "
                 f"{summary['exit']['reason']}")
         print(line, file=sys.stderr, flush=True)
         if exit_on_lost:

@@ -70,12 +70,15 @@ log = logging.getLogger(__name__)
 
 #: Set for every process of a distributed run unless already in the environment. UCX's TCP
 #: segments must hold Holoscan's 127 KiB serialisation buffer (Holoscan raises them only for a
-#: single-process run; with 8 KB segments a pickled message over ~8 KB corrupts the heap), and
-#: the deadlock timeout is only the shut-down delay once a fragment has stopped itself.
+#: single-process run; with 8 KB segments a pickled message over ~8 KB corrupts the heap); the
+#: deadlock timeout is only the shut-down delay once a fragment has stopped itself; a worker
+#: tries to reach its driver once a second for two minutes, not Holoscan's ten seconds (hosts
+#: start in any order, and a worker that gives up leaves the driver waiting for ever).
 ENVIRONMENT_DEFAULTS = {
     "UCX_TCP_TX_SEG_SIZE": "128k",
     "UCX_TCP_RX_SEG_SIZE": "128k",
     "HOLOSCAN_STOP_ON_DEADLOCK_TIMEOUT": "2000",
+    "HOLOSCAN_MAX_CONNECTION_RETRY_COUNT": "120",
 }
 
 
@@ -122,9 +125,18 @@ class DistributedOptions:
         if (self.fragments and not self.fragments.strip() == "all" and not self.worker):
             raise ValueError("--fragments needs --worker (this process runs those fragments)")
 
+    @property
+    def local(self) -> bool:
+        """All fragments in this process with no driver or worker role (``--fragments all`` alone):
+        Holoscan's local mode, which connects the fragments over UCX on this host without its
+        driver's gRPC service (no fixed port 57777, so two such processes can share a host)."""
+        return not (self.driver or self.worker or self.address or self.worker_address)
+
     def argv(self, program: str = "burnscope") -> list[str]:
         """The command line given to Holoscan: only these options (never the app's own)."""
         out = [program]
+        if self.local:
+            return out
         if self.driver:
             out.append("--driver")
         if self.worker:
@@ -135,7 +147,7 @@ class DistributedOptions:
             out += ["--worker-address", self.worker_address]
         if self.fragments:
             out += ["--fragments", self.fragments]
-        if not (self.driver or self.worker):  # --fragments all / --address alone: everything here
+        if not (self.driver or self.worker):  # --address alone: the driver and a worker here
             out += ["--driver", "--worker"]
         return out
 

@@ -208,8 +208,9 @@ def test_killed_worker_is_a_clear_failure_with_the_accounting(tmp_path):
 
 @inside_only
 def test_serve_watched_folder_as_fragments_in_one_process(tmp_path):
-    """``serve --watch`` with ``--fragments all``: the three fragments in one process over UCX, the
-    intake journal kept (ingest and reporting share the process), every file reported."""
+    """``serve --watch`` with ``--fragments all``: the three fragments in one process over UCX
+    (Holoscan's local mode: no driver service), the intake journal kept (ingest and reporting
+    share the process), every file reported."""
     import shutil
 
     config = tiny_config(tmp_path)

@@ -26,8 +26,10 @@ def test_argv_has_only_the_distributed_options():
     assert opts.argv() == ["burnscope", "--worker", "--address", "10.0.0.10:8765", "--worker-address",
                            "10.0.0.20:10000", "--fragments", "inference"]
     assert opts.local_fragments() == ("inference",)
-    # --fragments all alone: driver and worker here, every fragment in this process
-    assert DistributedOptions(fragments="all").argv() == ["burnscope", "--fragments", "all", "--driver", "--worker"]
+    # --fragments all alone: Holoscan's local mode (no driver service, no fixed port), every fragment here
+    assert DistributedOptions(fragments="all").argv() == ["burnscope"] and DistributedOptions(fragments="all").local
+    assert DistributedOptions(address="127.0.0.1:9").argv() == ["burnscope", "--address", "127.0.0.1:9",
+                                                                 "--driver", "--worker"]
     assert DistributedOptions(fragments="all").local_fragments() == ("ingest", "inference", "reporting")
     assert DistributedOptions(driver=True, address="h:1").local_fragments() == ()  # it only schedules
 
@@ -61,6 +63,7 @@ def test_environment_defaults_never_override_the_user():
     assert env["UCX_TCP_TX_SEG_SIZE"] == "256k" and "UCX_TCP_TX_SEG_SIZE" not in added
     assert env["UCX_TCP_RX_SEG_SIZE"] == ENVIRONMENT_DEFAULTS["UCX_TCP_RX_SEG_SIZE"] == "128k"
     assert "HOLOSCAN_STOP_ON_DEADLOCK_TIMEOUT" in env
+    assert int(env["HOLOSCAN_MAX_CONNECTION_RETRY_COUNT"]) >= 60  # a worker may start before its driver
 
 
 class _Clock:
@@ -100,3 +103,13 @@ def test_watchdog_startup_deadline_silence_and_end_of_stream():
     clock.t += 60
     assert dog.check(clock.t) is None  # after its end of stream a fragment may stop talking
     assert app.stats.sent_batches("ingest") == 3
+
+
+def test_never_connected_says_which_upstream_fragments_were_heard():
+    clock = _Clock()
+    app, dog = _watchdog(("ingest", "reporting"), clock, startup_timeout_s=10)
+    app.stats.hear(LinkControl("ingest", seq=1, batches=0))
+    clock.t += 11
+    app.stats.hear(LinkControl("ingest", seq=2, batches=0))
+    lost = dog.check(clock.t)
+    assert (lost["fragment"], lost["why"], lost["heard"]) == ("inference", "never connected", ["ingest"])
