@@ -126,6 +126,8 @@ class BurnTriageApp(Application):
             rendered but only counted, as the benchmark does).
         components: the cores from :func:`build_components`.
         on_progress: ``(files_done, files_total, result)`` callback from the loader.
+        on_ready: ``() -> None``, called once a watched folder or C-STORE source runs (the SCP
+            listens): the moment to tell the user it is listening.
         stop: a :class:`StopRequest`; when set (a signal handler does it) the source stops
             taking input and the run ends once what is in flight has drained (``run.grace_s``).
 
@@ -142,9 +144,11 @@ class BurnTriageApp(Application):
         components: TriageComponents,
         on_progress: Callable[..., None] | None = None,
         stop: StopRequest | None = None,
+        on_ready: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.on_ready = on_ready
         self.settings = settings
         self.input_path = Path(input_path)
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -268,7 +272,8 @@ class BurnTriageApp(Application):
         if src["kind"] == "folder":
             return DicomFolderSourceOp(self, *conditions, input_path=self.input_path,
                                        executor=src.get("executor", "thread"), gpu_jpeg=gpu_jpeg, **common)
-        until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"), journal=self.journal)
+        until = dict(stop_after_idle=src.get("stop_after_idle"), max_files=src.get("max_files"), journal=self.journal,
+                     on_ready=getattr(self, "on_ready", None))
         if src["kind"] == "watch":
             watch = src.get("watch") or {}
             return DicomWatchSourceOp(

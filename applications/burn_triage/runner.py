@@ -56,6 +56,7 @@ def run_triage(
     return_app: bool = False,
     stop: StopRequest | None = None,
     handle_signals: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> dict[str, Any] | tuple[dict[str, Any], BurnTriageApp]:
     """Compose and run the graph once; return a summary (counts, findings per class, errors,
     accounting, how the run ended).
@@ -64,7 +65,7 @@ def run_triage(
     timestamps there (see :func:`burnscope.benchmarks.burn_triage.latencies_from_flow_log`). ``return_app``: also return the
     app, whose operators hold their counters. ``stop``: a :class:`StopRequest` the caller may set
     to end the run gracefully. ``handle_signals`` (main thread only): SIGINT and SIGTERM set it
-    (a second one stops without waiting for in-flight work).
+    (a second one stops without waiting for in-flight work). ``on_ready``: see :class:`BurnTriageApp`.
 
     A graph error (an operator raised) does not escape: the summary says ``run.outcome: error``
     and the accounting lists what it cost.
@@ -73,7 +74,8 @@ def run_triage(
 
     if output_dir is not None and is_instrument(components.model_info):
         raise ValueError(INSTRUMENT_REFUSAL)  # the benchmark's tower stand-in writes no reports
-    app = BurnTriageApp(settings, input_path, output_dir, components, on_progress=on_progress, stop=stop)
+    app = BurnTriageApp(settings, input_path, output_dir, components, on_progress=on_progress, stop=stop,
+                        on_ready=on_ready)
     configure_scheduler(app, settings)
     started = time.perf_counter()
     error: BaseException | None = None

@@ -246,10 +246,13 @@ def run(
 
         return run_distributed_cli(settings, input_path, output_dir, model, dist, quiet)
     components = _load_components(settings, model)
+    announce = None
     if settings["source"]["kind"] != "folder":
         scp = settings["source"]["scp"]
         where = f"port {scp['port']} as {scp['ae_title']}" if settings["source"]["kind"] == "scp" else str(input_path)
-        console.print(f"listening on {where}; Ctrl-C or SIGTERM stops (after the images in flight)", highlight=False)
+
+        def announce() -> None:  # from the source's start(): the SCP accepts associations from now on
+            console.print(f"listening on {where}; Ctrl-C or SIGTERM stops (after the images in flight)", highlight=False)
     progress = Progress(TextColumn("files"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=quiet or input_path.is_file())
     task = progress.add_task("files", total=None)
@@ -262,7 +265,7 @@ def run(
     try:
         with progress:
             summary = run_triage(settings, input_path, output_dir, components, on_progress=on_progress,
-                                 handle_signals=True)
+                                 handle_signals=True, on_ready=announce)
     except JournalError as exc:  # opened as the graph is built; checked before, but it can change
         fail(str(exc))
     try:

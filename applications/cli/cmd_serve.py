@@ -116,9 +116,11 @@ def serve(
             where.append(f"folder {watch}")
         if server is not None:
             where.append(f"metrics http://{settings['metrics']['bind_address']}:{server.port}/metrics")
-        console.print(f"serving burn-triage: {'; '.join(where)}; SIGTERM or Ctrl-C stops", highlight=False)
-        summary, code = serve_triage(settings, output_dir, components, listen=listen is not None, watch=watch,
-                                     metrics=metrics, server=server)
+        # printed once the source runs (the SCP listens), not before the graph starts
+        summary, code = serve_triage(
+            settings, output_dir, components, listen=listen is not None, watch=watch, metrics=metrics, server=server,
+            on_started=lambda _app: console.print(f"serving burn-triage: {'; '.join(where)}; SIGTERM or Ctrl-C stops",
+                                                  highlight=False))
     finally:
         if server is not None:
             server.stop()

@@ -312,6 +312,7 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         workers, max_pixels, selector, isolate, decode_timeout_s, worker_memory_mb, frame_source,
             ledger, stop: as for :class:`DicomFolderSourceOp`; on a stop request the watcher stops
             polling, emits what it has decoded and ends.
+        on_ready: ``() -> None``, called once the source runs (the SCP: once it listens).
     """
 
     def __init__(
@@ -336,10 +337,12 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         journal: Any = None,
         ledger: Any = None,
         stop: Any = None,
+        on_ready: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
         self.journal, self.ledger, self.stop_request = journal, ledger, stop
+        self.on_ready = on_ready
         skip = journal.skip if journal is not None else None
         # absolute, so files recovered from the journal and newly seen ones are named alike
         self.watcher = FolderWatcher(Path(watch_path).absolute(), settle_seconds=settle_seconds,
@@ -372,6 +375,8 @@ class DicomWatchSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         self._check_errors_port()
         self._recovered = self._pending_from_journal()
         self.watcher.mark_reported(self._recovered)
+        if self.on_ready is not None:
+            self.on_ready()
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         stopping = bool(self.stop_request)
@@ -431,8 +436,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         timeouts: pynetdicom's ``{acse_s, dimse_s, network_s}`` (a silent or stalled association
             is closed after them); max_associations: simultaneous associations (default 10).
         batch_size, poll_interval, stop_after_idle, max_files, workers, max_pixels, selector,
-            isolate, decode_timeout_s, worker_memory_mb, frame_source, journal, ledger, stop, on_progress: as for
-            :class:`DicomWatchSourceOp`.
+            isolate, decode_timeout_s, worker_memory_mb, frame_source, journal, ledger, stop, on_progress,
+            on_ready: as for :class:`DicomWatchSourceOp`.
     """
 
     def __init__(
@@ -467,12 +472,14 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
         ledger: Any = None,
         stop: Any = None,
         on_progress: ProgressCallback | None = None,
+        on_ready: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
         self.errors_port = bool(errors_port)
         from burnscope.operators.dicom_loader.scp import DEFAULT_SOP_CLASSES, StoreSCP
 
         self.journal, self.ledger, self.stop_request, self.on_progress = journal, ledger, stop, on_progress
+        self.on_ready = on_ready
         on_stored = None
         if journal is not None:
             on_stored = lambda path, uid: journal.record(path, sop_instance_uid=uid)  # noqa: E731
@@ -516,6 +523,8 @@ class DicomStoreSCPSourceOp(_ErrorsPortMixin, _PolledSourceMixin, Operator):
             self.scp.received.put(path)
         self.scp.start()
         self._last_activity = time.monotonic()
+        if self.on_ready is not None:
+            self.on_ready()
 
     def stop(self) -> None:
         self.scp.stop()

@@ -61,6 +61,32 @@ needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs root and unshar
 
 @pytest.mark.slow
 @pytest.mark.network
+def test_listening_is_announced_once_the_scp_accepts_associations(tmp_path):
+    """A modality (or a script) that connects as soon as "listening on" is printed is accepted
+    at the first attempt: the line comes from the source's start, not before the model loads."""
+    import pydicom
+    from pynetdicom import AE
+
+    image = pydicom.dcmread(sample_images(SAMPLE)[0])
+    port = free_port()
+    run = RunProcess(["run", "burn-triage", "--listen", str(port), "-o", str(tmp_path / "out"), "-c",
+                      str(tiny_config(tmp_path)), "--stop-after-idle", "3", "-q"], tmp_path / "listen.log")
+    try:
+        run.wait_for("listening on")
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(image.SOPClassUID, image.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", port, ae_title="BURNSCOPE")  # once, no retry
+        assert assoc.is_established, run.output()[-2000:]
+        assert assoc.send_c_store(image).Status == 0x0000
+        assoc.release()
+        assert run.wait(timeout=120) == 0, run.output()[-3000:]
+        assert summary(tmp_path / "out")["accounting"]["reported"] >= 1
+    finally:
+        run.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.network
 def test_a_killed_listen_run_reports_every_acknowledged_image_exactly_once_after_restart(tmp_path):
     files = copies(sample_images(SAMPLE), 30, tmp_path / "modality")
     sent = {_uid(p) for p in files}
