@@ -58,6 +58,13 @@ class ScpTimeouts(_Section):
     )
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # reported by the field's own validator
+        return True
+
+
 class ScpTlsSettings(_Section):
     cert: str = Field(description="PEM certificate (chain) of the SCP; may hold the key too.")
     key: Optional[str] = Field(None, description="PEM private key (unencrypted; mode 0600); null: it is in cert.")
@@ -145,6 +152,23 @@ class ScpSettings(_Section):
     max_associations: int = Field(
         10, ge=1, description="Simultaneous associations; more are rejected transiently (the modality retries)."
     )
+    allow_any_caller: bool = Field(
+        False, description="Accept any caller on a non-loopback bind_address (no allowed_calling_aets, "
+        "allowed_addresses or client-certificate TLS): only behind a firewall that admits the modalities alone."
+    )
+
+    @model_validator(mode="after")
+    def _someone_decides_who_may_store(self) -> "ScpSettings":
+        """Secure by default: an SCP reachable from the network names who may store."""
+        fenced = (self.allowed_calling_aets is not None or self.allowed_addresses is not None
+                  or (self.tls is not None and self.tls.require_client_cert))
+        if not _is_loopback(self.bind_address) and not fenced and not self.allow_any_caller:
+            raise ValueError(
+                f"bind_address {self.bind_address} is reachable from the network, and nothing says who may store: "
+                "set allowed_calling_aets, allowed_addresses or tls (with require_client_cert), "
+                "or allow_any_caller: true behind a firewall"
+            )
+        return self
 
     @field_validator("ae_title")
     @classmethod
@@ -461,11 +485,26 @@ class MetricsSettings(_Section):
         "authorization.credentials_file); /healthz stays open. Set it whenever bind_address is not loopback.",
     )
     token_env: Optional[str] = Field(None, description="Environment variable holding that token (instead of a file).")
+    allow_unauthenticated: bool = Field(
+        False, description="Serve /metrics and /readyz without a token on a non-loopback bind_address (only where "
+        "a network policy admits the scraper alone)."
+    )
 
     @field_validator("bind_address")
     @classmethod
     def _address(cls, value: str) -> str:
         return ScpSettings._address(value)  # the same rule as the SCP's interface
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> "MetricsSettings":
+        """Secure by default: metrics reachable from the network require a token."""
+        if (not _is_loopback(self.bind_address) and not (self.token_file or self.token_env)
+                and not self.allow_unauthenticated):
+            raise ValueError(
+                f"bind_address {self.bind_address} is reachable from the network: set token_file or token_env "
+                "(a bearer token for /metrics and /readyz), or allow_unauthenticated: true behind a network policy"
+            )
+        return self
 
 
 class ServiceSettings(_Section):

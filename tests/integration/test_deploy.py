@@ -104,7 +104,10 @@ def test_kubernetes_manifests_validate_against_the_kubernetes_api_schemas():
     (container,) = pod["containers"]
     assert container["args"][: len(SERVE)] == SERVE
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # /readyz needs the metrics token (metrics.token_env, from the Secret): an exec probe sends it
+    probe = "\n".join(container["readinessProbe"]["exec"]["command"])
+    assert "/readyz" in probe and "BURNSCOPE_METRICS_TOKEN" in probe and "Bearer" in probe
+    assert "BURNSCOPE_METRICS_TOKEN" in yaml.safe_load((DEPLOY / "kubernetes" / "secret.yaml").read_text())["stringData"]
     assert pod["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["readOnlyRootFilesystem"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}

@@ -48,3 +48,28 @@ def test_destination_tls_and_auth_keep_only_the_keys_given():
                      "client_secret_env": "EMR_SECRET"}}
     (checked,) = load_settings(overrides={"delivery": {"destinations": [dest]}})["delivery"]["destinations"]
     assert checked == {**dest, "tls": {"ca": "/etc/ca.pem", "verify": True}}
+
+
+@pytest.mark.parametrize("scp", [
+    {"allowed_calling_aets": ["WOUNDCAM1"]},
+    {"allowed_addresses": ["10.20.0.0/16"]},
+    {"tls": {"cert": "scp.pem", "ca": "modalities-ca.pem"}},  # require_client_cert defaults to true
+    {"allow_any_caller": True},
+])
+def test_an_scp_off_loopback_needs_someone_to_say_who_may_store(scp):
+    with pytest.raises(SettingsError, match="source.scp: bind_address 0.0.0.0 is reachable from the network"):
+        load_settings(overrides={"source": {"scp": {"bind_address": "0.0.0.0"}}})
+    with pytest.raises(SettingsError, match="nothing says who may store"):  # TLS without client certificates
+        load_settings(overrides={"source": {"scp": {"bind_address": "10.1.2.3",
+                                                    "tls": {"cert": "s.pem", "require_client_cert": False}}}})
+    checked = load_settings(overrides={"source": {"scp": {"bind_address": "0.0.0.0", **scp}}})["source"]["scp"]
+    assert checked["bind_address"] == "0.0.0.0"
+
+
+def test_metrics_off_loopback_need_a_token():
+    with pytest.raises(SettingsError, match="metrics: bind_address 0.0.0.0 is reachable from the network: set token_file"):
+        load_settings(overrides={"metrics": {"bind_address": "0.0.0.0"}})
+    assert load_settings(overrides={"metrics": {"bind_address": "::1"}})["metrics"]["bind_address"] == "::1"
+    for extra in ({"token_env": "BURNSCOPE_METRICS_TOKEN"}, {"token_file": "/run/secrets/metrics"},
+                  {"allow_unauthenticated": True}):
+        assert load_settings(overrides={"metrics": {"bind_address": "0.0.0.0", **extra}})["metrics"]["bind_address"]
