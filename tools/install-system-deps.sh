@@ -8,7 +8,7 @@
 # wait for the package-list lock, so that step is retried here while the holder is named.
 set -euo pipefail
 
-PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb chromium chromium-driver openssl stunnel4 stress-ng)
+PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb chromium chromium-driver openssl stunnel4 stress-ng poppler-utils)
 LOCK_TIMEOUT_S=${APT_LOCK_TIMEOUT_S:-900}
 POLL_S=${APT_LOCK_POLL_S:-5}
 
