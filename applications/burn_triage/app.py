@@ -285,8 +285,9 @@ class BurnTriageApp(Application):
 
 def scp_options(source: dict[str, Any], output_dir: Path | None) -> dict[str, Any]:
     """The SCP's settings (``source.scp``, unset ones left out); the spool defaults to
-    ``<output>/spool``: durable, so a restart finds what was acknowledged (0700, files 0600)."""
-    scp = {k: v for k, v in (source.get("scp") or {}).items() if v is not None}
+    ``<output>/spool``: durable, so a restart finds what was acknowledged (0700, files 0600).
+    ``allow_any_caller`` is left out too: the settings check it, the SCP has nothing to do with it."""
+    scp = {k: v for k, v in (source.get("scp") or {}).items() if v is not None and k != "allow_any_caller"}
     if "spool_dir" not in scp and output_dir is not None:
         scp["spool_dir"] = str(Path(output_dir) / "spool")
     return scp

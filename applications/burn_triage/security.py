@@ -29,11 +29,13 @@ def check_security(settings: dict[str, Any]) -> None:
                 server_context(**scp["tls"])
             except TlsError as exc:
                 problems.append(f"source.scp.tls.{exc.key}: {exc.problem}")
+        # the schema refuses an open SCP off loopback unless allow_any_caller says so: say it once more
         open_to_network = not ipaddress.ip_address(scp["bind_address"]).is_loopback
-        if open_to_network and not (scp.get("allowed_calling_aets") or scp.get("allowed_addresses") or scp.get("tls")):
+        if open_to_network and scp.get("allow_any_caller"):
             log.warning(
-                "the C-STORE SCP listens on %s and accepts any calling AE from any address: set "
-                "source.scp.allowed_calling_aets, allowed_addresses or tls (docs/security.md)", scp["bind_address"]
+                "the C-STORE SCP listens on %s and accepts any calling AE from any address (allow_any_caller); "
+                "source.scp.allowed_calling_aets, allowed_addresses or tls would fence it (docs/security.md)",
+                scp["bind_address"],
             )
     for index, destination in enumerate(settings["delivery"]["destinations"]):
         try:

@@ -73,3 +73,12 @@ def test_metrics_off_loopback_need_a_token():
     for extra in ({"token_env": "BURNSCOPE_METRICS_TOKEN"}, {"token_file": "/run/secrets/metrics"},
                   {"allow_unauthenticated": True}):
         assert load_settings(overrides={"metrics": {"bind_address": "0.0.0.0", **extra}})["metrics"]["bind_address"]
+
+
+def test_allow_any_caller_is_a_settings_key_only():
+    """It never reaches the SCP's constructor (which would refuse an unknown argument)."""
+    from burnscope.applications.burn_triage.app import scp_options
+
+    source = load_settings(overrides={"source": {"kind": "scp", "scp": {"bind_address": "0.0.0.0",
+                                                                       "allow_any_caller": True}}})["source"]
+    assert "allow_any_caller" not in scp_options(source, None)
